@@ -1,0 +1,161 @@
+"""Audio in and out: any file libsndfile reads -> mono float32 at the configured rate, and back.
+
+Every problem with a user's file becomes an ``AudioError`` naming the file and the reason, so
+the CLI can print one line instead of a traceback. Writes are atomic and tagged as converted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from melganvc import __version__
+from melganvc.errors import AudioError
+from melganvc.io_utils import atomic_path
+
+WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".opus"}
+PROVENANCE = f"converted by melganvc {__version__} (voice conversion; synthetic audio)"
+
+
+def is_audio_path(path: Path) -> bool:
+    """Cheap name-based filter for folder walks; the real check happens when reading."""
+    return path.suffix.lower() in AUDIO_SUFFIXES
+
+
+def _open(path: Path) -> sf.SoundFile:
+    if not path.exists():
+        raise AudioError(path, "no such file")
+    if path.is_dir():
+        raise AudioError(path, "is a folder, not an audio file")
+    try:
+        handle = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        reason = str(exc).split(":")[-1].strip() or "unknown format"
+        raise AudioError(path, f"not a readable audio file ({reason})") from None
+    except OSError as exc:
+        raise AudioError(path, f"cannot open ({exc.strerror or exc})") from None
+    if handle.frames == 0 or handle.samplerate <= 0:
+        handle.close()
+        raise AudioError(path, "contains no audio (zero length)")
+    return handle
+
+
+def _check_finite(path: Path, block: np.ndarray) -> None:
+    if not np.isfinite(block).all():
+        raise AudioError(path, "contains NaN or infinite samples")
+
+
+def _to_mono(block: np.ndarray) -> np.ndarray:
+    return block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block.astype(np.float32)
+
+
+def audio_info(path: str | Path) -> tuple[int, int]:
+    """(sample_rate, frames) without reading samples; raises ``AudioError`` on bad files."""
+    with _open(Path(path)) as handle:
+        return handle.samplerate, handle.frames
+
+
+def load(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Read ``path`` as mono float32 at ``sample_rate`` (downmix, then soxr resampling).
+
+    Returns shape ``(samples,)``. Raises ``AudioError`` for unreadable, empty or non-finite audio.
+    """
+    path = Path(path)
+    with _open(path) as handle:
+        try:
+            data = handle.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(path, f"corrupt or truncated audio ({exc})") from None
+        source_rate = handle.samplerate
+    if data.shape[0] == 0:
+        raise AudioError(path, "contains no audio (zero length)")
+    _check_finite(path, data)
+    mono = _to_mono(data)
+    if source_rate != sample_rate:
+        mono = soxr.resample(mono, source_rate, sample_rate, quality="HQ").astype(np.float32)
+    if mono.size == 0:
+        raise AudioError(path, "too short to resample (zero samples at the target rate)")
+    return np.ascontiguousarray(mono)
+
+
+def iter_blocks(path: str | Path, sample_rate: int, block_seconds: float = 10.0) -> Iterator[np.ndarray]:
+    """Yield mono float32 blocks at ``sample_rate`` so hour-long files never sit in memory whole."""
+    path = Path(path)
+    with _open(path) as handle:
+        source_rate = handle.samplerate
+        block = max(1, int(block_seconds * source_rate))
+        stream = soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32", quality="HQ") \
+            if source_rate != sample_rate else None
+        while True:
+            try:
+                data = handle.read(block, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise AudioError(path, f"corrupt or truncated audio ({exc})") from None
+            last = data.shape[0] < block
+            _check_finite(path, data)
+            mono = _to_mono(data)
+            if stream is not None:
+                mono = stream.resample_chunk(mono, last=last)
+            if mono.size:
+                yield mono
+            if last:
+                break
+
+
+class AudioWriter:
+    """Incremental, atomic writer: blocks go to a temp file renamed into place on ``close()``.
+
+    Used as a context manager; if the block raises, the temp file is removed and no output
+    file appears.
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int, subtype: str | None = None) -> None:
+        self.path = Path(path)
+        fmt = WRITE_FORMATS.get(self.path.suffix.lower())
+        if fmt is None:
+            raise AudioError(self.path, f"cannot write '{self.path.suffix}' (use .wav or .flac)")
+        self._format, self._rate = fmt, sample_rate
+        self._subtype = subtype or ("PCM_16" if fmt == "FLAC" else "FLOAT")
+        self._ctx = atomic_path(self.path)
+        self._file: sf.SoundFile | None = None
+
+    def __enter__(self) -> AudioWriter:
+        try:
+            tmp = self._ctx.__enter__()
+        except OSError as exc:
+            raise AudioError(self.path, f"cannot write ({exc.strerror or exc})") from None
+        try:
+            self._file = sf.SoundFile(str(tmp), "w", self._rate, 1, self._subtype, format=self._format)
+            self._file.comment = PROVENANCE  # FLAC needs strings before the first sample
+            self._file.software = f"melganvc {__version__}"
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            self._ctx.__exit__(type(exc), exc, None)
+            raise AudioError(self.path, f"cannot write ({exc})") from None
+        return self
+
+    def write(self, block: np.ndarray) -> None:
+        assert self._file is not None
+        self._file.write(np.clip(np.asarray(block, dtype=np.float32), -1.0, 1.0))
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+        if self._file is not None:
+            self._file.close()
+        self._ctx.__exit__(exc_type, exc, tb)
+
+
+def save(path: str | Path, waveform: np.ndarray, sample_rate: int) -> None:
+    """Write a mono waveform atomically as wav (float) or flac (16-bit) with the provenance tag."""
+    waveform = np.asarray(waveform, dtype=np.float32).reshape(-1)
+    with AudioWriter(path, sample_rate) as writer:
+        writer.write(waveform)
+
+
+def read_comment(path: str | Path) -> str:
+    """The file's comment tag (tests and users can check provenance)."""
+    with sf.SoundFile(str(path)) as handle:
+        return handle.comment

@@ -1,0 +1,239 @@
+"""One typed, frozen configuration tree; defaults are the reference (MelGAN-VC, 16 kHz speech).
+
+A config is saved inside every checkpoint and run folder, loads from YAML or TOML, and takes
+``section.field=value`` overrides from the command line. No torch import here on purpose: the
+CLI can validate a config before paying for torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from melganvc.errors import UserError
+
+
+class ConfigError(UserError, ValueError):
+    """A config file or override the user wrote is wrong; the message says which field."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Waveform <-> normalised log-mel (method.md, "Features")."""
+
+    sample_rate: int = 16000
+    n_fft: int = 1152  # = window length = 6 * hop
+    hop_length: int = 192
+    n_mels: int = 192
+    f_min: float = 0.0
+    f_max: float = 8000.0  # top of the mel scale; Nyquist for every preset
+    ref_level_db: float = 20.0
+    min_level_db: float = -100.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network sizes; the frequency kernel always spans ``features.n_mels``."""
+
+    chunk_frames: int = 24  # L: frames G translates at once; training crops are 3 * L
+    generator_channels: int = 256
+    critic_channels: int = 512
+    siamese_channels: int = 256
+    vec_len: int = 128
+    spectral_norm: bool = True
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the generator/siamese objective: adv + travel*(TraVeL+margin) + identity*id."""
+
+    travel: float = 10.0
+    identity: float = 0.5
+    margin: float = 2.0  # delta of the siamese margin loss
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 16
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    gupt: int = 3  # G and S step every `gupt` critic steps
+    steps: int = 20000  # critic steps (batches)
+    checkpoint_every: int = 500
+    eval_every: int = 1000
+    log_every: int = 50
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    bf16: bool = False  # autocast on CUDA
+    ema: float = 0.0  # EMA decay for an inference copy of G; 0 disables
+    num_eval_examples: int = 4
+    max_minutes: float = 0.0  # stop cleanly (with a checkpoint) after this wall time; 0 = no limit
+
+
+@dataclass(frozen=True)
+class InversionConfig:
+    """Mel -> waveform. ``gl``: fast Griffin-Lim; ``grad``: the reference's gradient inversion."""
+
+    method: str = "gl"
+    gl_iters: int = 32
+    gl_momentum: float = 0.99
+    nnls_iters: int = 60
+    grad_steps: int = 2000
+    grad_lr: float = 0.003
+
+
+@dataclass(frozen=True)
+class Config:
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    inversion: InversionConfig = field(default_factory=InversionConfig)
+
+    def validate(self) -> Config:
+        f, m = self.features, self.model
+        if f.n_fft < f.hop_length or f.hop_length <= 0:
+            raise ConfigError("features: need 0 < hop_length <= n_fft")
+        if not 0 <= f.f_min < f.f_max <= f.sample_rate / 2:
+            raise ConfigError("features: need 0 <= f_min < f_max <= sample_rate/2")
+        if m.chunk_frames < 4 or m.chunk_frames % 4:
+            raise ConfigError("model.chunk_frames must be a positive multiple of 4 (two stride-2 stages)")
+        if self.train.gupt < 1 or self.train.batch_size < 1:
+            raise ConfigError("train: gupt and batch_size must be >= 1")
+        if self.inversion.method not in ("gl", "grad"):
+            raise ConfigError("inversion.method must be 'gl' or 'grad'")
+        return self
+
+
+# Presets keep a chunk spanning about the same time (24 * 192 / 16 kHz = 0.29 s) and put the
+# top of the mel scale at Nyquist.
+PRESETS: dict[str, dict[str, Any]] = {
+    "speech16k": {},
+    "music22k": {"features": {"sample_rate": 22050, "n_fft": 1536, "hop_length": 256,
+                              "n_mels": 256, "f_max": 11025.0}},
+    "music44k": {"features": {"sample_rate": 44100, "n_fft": 3072, "hop_length": 512,
+                              "n_mels": 256, "f_max": 22050.0}},
+    # A tiny network for tests, the quick demo and smoke runs; same features as speech16k.
+    "tiny": {"model": {"generator_channels": 32, "critic_channels": 32, "siamese_channels": 32,
+                       "vec_len": 32},
+             "train": {"batch_size": 4, "steps": 30, "checkpoint_every": 10, "eval_every": 15,
+                       "log_every": 5, "num_eval_examples": 2},
+             "inversion": {"gl_iters": 8, "nnls_iters": 20}},
+}
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (what checkpoints and YAML files hold)."""
+    return dataclasses.asdict(cfg)
+
+
+def _coerce(value: Any, typ: type, where: str) -> Any:
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if typ in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            number = typ(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected {typ.__name__}, got {value!r}") from None
+        if typ is int and isinstance(value, float) and value != number:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return number
+    if typ is str:
+        return str(value)
+    raise ConfigError(f"{where}: unsupported type")
+
+
+def _merge(base: Any, updates: dict[str, Any], where: str = "") -> Any:
+    """Return ``base`` (a dataclass) with ``updates`` (nested dict) applied and type-checked."""
+    if not isinstance(updates, dict):
+        raise ConfigError(f"{where or 'config'}: expected a table of fields")
+    hints = get_type_hints(type(base))
+    known = {f.name for f in fields(base)}
+    changes = {}
+    for key, value in updates.items():
+        path = f"{where}.{key}" if where else key
+        if key not in known:
+            raise ConfigError(f"unknown config field '{path}' (known: {', '.join(sorted(known))})")
+        current = getattr(base, key)
+        if is_dataclass(current):
+            changes[key] = _merge(current, value, path)
+        else:
+            changes[key] = _coerce(value, hints[key], path)
+    return replace(base, **changes)
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``section.field=value`` strings (``--set train.steps=100``)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 2 or not all(parts):
+            raise ConfigError(f"override '{item}' must look like section.field=value")
+        value: Any = yaml.safe_load(raw) if raw.strip() else raw
+        cfg = _merge(cfg, {parts[0]: {parts[1]: value}})
+    return cfg.validate()
+
+
+def from_dict(data: dict[str, Any], base: Config | None = None) -> Config:
+    """Build a config from a nested dict; a ``preset`` key picks the starting point."""
+    data = dict(data)
+    preset = data.pop("preset", None)
+    cfg = base or Config()
+    if preset is not None:
+        cfg = preset_config(str(preset))
+    return _merge(cfg, data).validate()
+
+
+def preset_config(name: str) -> Config:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}' (choose from {', '.join(PRESETS)})")
+    return _merge(Config(), PRESETS[name]).validate()
+
+
+def load_config(path: str | Path) -> Config:
+    """Load a YAML (.yaml/.yml) or TOML (.toml) file; unknown fields are errors, not ignored."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
+    try:
+        return from_dict(data or {})
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomic)."""
+    from melganvc.io_utils import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def diff_configs(expected: dict[str, Any], found: dict[str, Any], prefix: str = "") -> list[str]:
+    """Names of fields that differ between two config dicts (for incompatible checkpoints)."""
+    out = []
+    for key in sorted(set(expected) | set(found)):
+        a, b = expected.get(key), found.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += diff_configs(a, b, name + ".")
+        elif a != b:
+            out.append(f"{name}: {a!r} != {b!r}")
+    return out
