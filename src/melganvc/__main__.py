@@ -1,0 +1,5 @@
+import sys
+
+from melganvc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,177 @@
+"""``melganvc`` command line: thin wrappers over the package; user mistakes print one line.
+
+Every subcommand registers itself in ``COMMANDS``; ``main`` turns ``UserError`` into
+``melganvc: error: <message>`` with exit status 2 and never shows a traceback for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from melganvc import __version__
+from melganvc.config import Config, apply_overrides, load_config, preset_config
+from melganvc.errors import UserError
+
+Handler = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
+
+
+def command(name: str, help_text: str, setup: Callable[[argparse.ArgumentParser], None]):  # noqa: ANN201
+    def register(handler: Handler) -> Handler:
+        COMMANDS[name] = (help_text, setup, handler)
+        return handler
+
+    return register
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML or TOML config file (overrides the preset)")
+    parser.add_argument("--preset", default="speech16k",
+                        help="starting point: speech16k (reference), music22k, music44k, tiny")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="override one config field, e.g. --set train.steps=5000 (repeatable)")
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config) if args.config else preset_config(args.preset)
+    return apply_overrides(cfg, args.overrides)
+
+
+# --- resynth ---------------------------------------------------------------------------------
+
+def _setup_resynth(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", type=Path, help="audio file to read")
+    p.add_argument("output", type=Path, help="output .wav or .flac")
+    p.add_argument("--inversion", choices=["gl", "grad"], help="inversion method (default: config)")
+    p.add_argument("--iters", type=int, help="Griffin-Lim iterations or GRAD steps")
+    add_config_args(p)
+
+
+@command("resynth", "audio -> mel -> audio (checks the feature/inversion pipeline)", _setup_resynth)
+def _resynth(args: argparse.Namespace) -> int:
+    import torch
+
+    from melganvc.audio import load, save
+    from melganvc.features import MelSpectrogram
+    from melganvc.invert import Inverter
+
+    cfg = with_inversion_args(resolve_config(args), args)
+    wave = load(args.input, cfg.features.sample_rate)
+    mel = MelSpectrogram(cfg.features)(torch.from_numpy(wave))
+    out = Inverter(cfg.features, cfg.inversion)(mel)
+    save(args.output, out.reshape(-1).numpy(), cfg.features.sample_rate)
+    print(f"wrote {args.output} ({out.numel() / cfg.features.sample_rate:.2f} s)")
+    return 0
+
+
+def with_inversion_args(cfg: Config, args: argparse.Namespace) -> Config:
+    sets = []
+    if getattr(args, "inversion", None):
+        sets.append(f"inversion.method={args.inversion}")
+    if getattr(args, "iters", None):
+        method = args.inversion or cfg.inversion.method
+        sets.append(f"inversion.{'gl_iters' if method == 'gl' else 'grad_steps'}={args.iters}")
+    return apply_overrides(cfg, sets)
+
+
+# --- prepare / train -------------------------------------------------------------------------
+
+def _setup_prepare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", type=Path, help="folder of audio for one domain (searched at any depth)")
+    p.add_argument("output", type=Path, help="folder to write the cached mels to")
+    add_config_args(p)
+
+
+@command("prepare", "cache one domain's audio as normalised mels for training", _setup_prepare)
+def _prepare(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    report = prepare_domain(cfg, args.source, args.output)
+    print(f"prepared {report.kept} files ({report.frames} frames) into {args.output}")
+    return 0
+
+
+def prepare_domain(cfg: Config, source: Path, output: Path):  # noqa: ANN201
+    from melganvc.data import prepare, print_report
+    from melganvc.train import CROP_CHUNKS
+
+    report = prepare(source, output, cfg.features, CROP_CHUNKS * cfg.model.chunk_frames)
+    print_report(source, report)
+    return report
+
+
+def _setup_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--a", required=True, type=Path, help="domain A: audio folder or prepared cache")
+    p.add_argument("--b", required=True, type=Path, help="domain B: audio folder or prepared cache")
+    p.add_argument("--out", required=True, type=Path, help="run folder (config, checkpoints, logs)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--max-minutes", type=float, help="stop cleanly with a checkpoint after this long")
+    p.add_argument("--steps", type=int, help="total batches to train (train.steps)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_args(p)
+
+
+@command("train", "train a model from two folders of unpaired audio", _setup_train)
+def _train(args: argparse.Namespace) -> int:
+    from melganvc.checkpoint import CHECKPOINT_NAME, checkpoint_config, load_checkpoint
+    from melganvc.data import is_prepared
+    from melganvc.fit import fit
+
+    if args.resume and (args.out / CHECKPOINT_NAME).is_file() and not args.config:
+        cfg = checkpoint_config(load_checkpoint(args.out))  # resume with the run's own config
+        cfg = apply_overrides(cfg, args.overrides)
+    else:
+        cfg = resolve_config(args)
+    extra = [f"train.steps={args.steps}"] if args.steps else []
+    extra += [f"train.max_minutes={args.max_minutes}"] if args.max_minutes else []
+    cfg = apply_overrides(cfg, extra)
+    corpora = []
+    for name, path in (("a", args.a), ("b", args.b)):
+        if not is_prepared(path):
+            cache = args.out / "cache" / name
+            if not is_prepared(cache):
+                prepare_domain(cfg, path, cache)
+            path = cache
+        corpora.append(path)
+    state = fit(cfg, corpora[0], corpora[1], args.out, resume=args.resume,
+                progress=not args.no_progress)
+    print(f"trained to step {state.step}; checkpoint: {args.out / CHECKPOINT_NAME}")
+    return 0
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    _import_command_modules()
+    parser = argparse.ArgumentParser(prog="melganvc", description="Voice conversion and audio style transfer with GANs on mel-spectrograms (MelGAN-VC).")
+    parser.add_argument("--version", action="version", version=f"melganvc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (help_text, setup, handler) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        setup(p)
+        p.set_defaults(handler=handler)
+    return parser
+
+
+def _import_command_modules() -> None:
+    """Subcommands defined outside this file register themselves on import."""
+    import melganvc.cli_commands  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        print(f"melganvc: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("melganvc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

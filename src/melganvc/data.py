@@ -1,0 +1,157 @@
+"""Domain corpora: a folder of audio -> one cached, memory-mapped mel shard -> random crops.
+
+``prepare`` runs once per domain (any depth, any format libsndfile reads). Training then samples
+random 3·L-frame crops straight from the memory map with one fancy-index per batch, so the data
+path costs next to nothing and an hour of audio does not need an hour's worth of RAM.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from melganvc.audio import is_audio_path, load
+from melganvc.config import FeatureConfig, to_dict
+from melganvc.errors import AudioError, UserError
+from melganvc.features import MelSpectrogram
+from melganvc.io_utils import atomic_path, atomic_write_text
+
+INDEX = "index.json"
+SHARD = "mels.npy"
+TRIM_TOP_DB = 40.0  # frames this far below the utterance's loudest frame count as silence
+
+
+def find_audio(root: Path) -> tuple[list[Path], list[Path]]:
+    """All audio files under ``root`` (sorted, any depth) and the other files that were skipped."""
+    if not root.is_dir():
+        raise UserError(f"{root}: not a folder")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    audio = [p for p in files if is_audio_path(p)]
+    return audio, [p for p in files if not is_audio_path(p)]
+
+
+def trim_silence(mel: torch.Tensor, top_db: float = TRIM_TOP_DB) -> torch.Tensor:
+    """Drop leading/trailing frames quieter than the loudest frame by more than ``top_db``.
+
+    ``mel`` is normalised ``(n_mels, frames)``; frame loudness is its mean normalised level,
+    where 2.0 normalised units span 100 dB.
+    """
+    level = mel.mean(dim=0)
+    loud = torch.nonzero(level >= level.max() - top_db / 50.0).flatten()
+    if loud.numel() == 0:
+        return mel[:, :0]
+    return mel[:, int(loud[0]) : int(loud[-1]) + 1]
+
+
+@dataclass
+class PrepareReport:
+    kept: int
+    frames: int
+    too_short: list[str]
+    unreadable: list[str]
+    non_audio: int
+
+
+def prepare(source: Path, out: Path, features: FeatureConfig, min_frames: int,
+            progress: bool = True) -> PrepareReport:
+    """Turn a folder of audio into ``out/mels.npy`` (float16, frames concatenated) + ``index.json``.
+
+    Files shorter than ``min_frames`` after trimming, and unreadable files, are skipped and
+    counted; if nothing usable remains it is an error (a cache nobody can train on is useless).
+    """
+    audio_files, other = find_audio(Path(source))
+    if not audio_files:
+        raise UserError(f"{source}: no audio files found")
+    extractor = MelSpectrogram(features)
+    mels, names, too_short, unreadable = [], [], [], []
+    for path in tqdm(audio_files, desc=f"prepare {Path(source).name}", disable=not progress,
+                     unit="file"):
+        try:
+            wave = load(path, features.sample_rate)
+        except AudioError as exc:
+            unreadable.append(str(exc))
+            continue
+        with torch.no_grad():
+            mel = trim_silence(extractor(torch.from_numpy(wave)))
+        if mel.shape[1] < min_frames:
+            too_short.append(str(path))
+            continue
+        mels.append(mel.numpy().astype(np.float16))
+        names.append(str(path.relative_to(source)))
+    if not mels:
+        raise UserError(f"{source}: no usable audio (unreadable: {len(unreadable)}, "
+                        f"shorter than {min_frames} frames: {len(too_short)})")
+    _write_shard(Path(out), mels, names, features)
+    frames = sum(m.shape[1] for m in mels)
+    return PrepareReport(len(mels), frames, too_short, unreadable, len(other))
+
+
+def _write_shard(out: Path, mels: list[np.ndarray], names: list[str], features: FeatureConfig) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    lengths = [m.shape[1] for m in mels]
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
+    with atomic_path(out / SHARD) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.concatenate(mels, axis=1))
+    index = {"features": to_dict(features), "names": names, "offsets": offsets, "lengths": lengths}
+    atomic_write_text(out / INDEX, json.dumps(index))  # written last: its presence means "complete"
+
+
+def is_prepared(path: Path) -> bool:
+    return (path / INDEX).is_file() and (path / SHARD).is_file()
+
+
+class MelCorpus:
+    """A prepared domain: random fixed-length crops, uniform over all valid crop positions."""
+
+    def __init__(self, path: Path, features: FeatureConfig, crop_frames: int) -> None:
+        path = Path(path)
+        if not is_prepared(path):
+            raise UserError(f"{path}: not a prepared corpus (run 'melganvc prepare' first)")
+        index = json.loads((path / INDEX).read_text())
+        if index["features"] != to_dict(features):
+            raise UserError(f"{path}: prepared with different feature settings than this config; "
+                            "prepare it again")
+        self.mels = np.load(path / SHARD, mmap_mode="r")
+        self.names: list[str] = index["names"]
+        self.offsets = np.asarray(index["offsets"], dtype=np.int64)
+        self.lengths = np.asarray(index["lengths"], dtype=np.int64)
+        self.crop_frames = crop_frames
+        positions = self.lengths - crop_frames + 1
+        keep = positions > 0
+        if not keep.any():
+            raise UserError(f"{path}: every utterance is shorter than a {crop_frames}-frame crop")
+        self._starts, self._positions = self.offsets[keep], positions[keep]
+        self._cumulative = np.cumsum(self._positions)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def sample(self, rng: np.random.Generator, batch: int) -> torch.Tensor:
+        """``batch`` random crops ``(batch, n_mels, crop_frames)`` as float32."""
+        flat = rng.integers(0, int(self._cumulative[-1]), size=batch)
+        utt = np.searchsorted(self._cumulative, flat, side="right")
+        within = flat - (self._cumulative[utt] - self._positions[utt])
+        cols = (self._starts[utt] + within)[:, None] + np.arange(self.crop_frames)
+        crops = self.mels[:, cols]  # (n_mels, batch, crop)
+        return torch.from_numpy(np.ascontiguousarray(crops.transpose(1, 0, 2), dtype=np.float32))
+
+    def utterance(self, i: int) -> torch.Tensor:
+        start, length = int(self.offsets[i]), int(self.lengths[i])
+        return torch.from_numpy(np.asarray(self.mels[:, start : start + length], dtype=np.float32))
+
+
+def print_report(source: Path, report: PrepareReport) -> None:
+    """Counted warnings go to stderr; a long list of names is shortened."""
+    for label, items in (("unreadable", report.unreadable), ("shorter than a crop", report.too_short)):
+        if items:
+            shown = "; ".join(items[:5]) + (f"; ... (+{len(items) - 5} more)" if len(items) > 5 else "")
+            print(f"melganvc: warning: {source}: skipped {len(items)} {label}: {shown}", file=sys.stderr)
+    if report.non_audio:
+        print(f"melganvc: warning: {source}: ignored {report.non_audio} non-audio files", file=sys.stderr)

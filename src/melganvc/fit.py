@@ -1,0 +1,128 @@
+"""The training loop around ``train_batch``: run folder, resume, progress, TensorBoard, samples.
+
+A run folder holds ``config.yaml`` (resolved), ``checkpoint.pt`` (latest, atomic, every
+``checkpoint_every`` batches) and ``logs/`` (TensorBoard: every loss, mel images of fixed A
+inputs and their translations, and audio of the translations at each eval).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from melganvc import distributed as dist_utils
+from melganvc.chunks import translate_chunks
+from melganvc.config import Config, save_config
+from melganvc.data import MelCorpus
+from melganvc.errors import UserError
+from melganvc.train import (
+    CROP_CHUNKS,
+    TrainState,
+    build_state,
+    sample_batch,
+    save_run_checkpoint,
+    select_device,
+    should_stop,
+    train_batch,
+    try_resume,
+)
+
+EVAL_MAX_FRAMES = 256  # ~3 s of 16 kHz speech per logged example
+
+
+def open_corpora(cfg: Config, a: Path, b: Path) -> tuple[MelCorpus, MelCorpus]:
+    crop = CROP_CHUNKS * cfg.model.chunk_frames
+    return MelCorpus(a, cfg.features, crop), MelCorpus(b, cfg.features, crop)
+
+
+def eval_examples(cfg: Config, corpus: MelCorpus) -> list[torch.Tensor]:
+    """A fixed set of A utterances (the first few), so logged translations are comparable."""
+    count = min(cfg.train.num_eval_examples, len(corpus))
+    return [corpus.utterance(i)[:, :EVAL_MAX_FRAMES] for i in range(count)]
+
+
+def mel_image(mel: torch.Tensor) -> np.ndarray:
+    """Normalised mel ``(n_mels, T)`` -> ``(1, n_mels, T)`` image in [0, 1], low frequencies at the bottom."""
+    return ((mel.flip(0).clamp(-1, 1) + 1) / 2).unsqueeze(0).cpu().numpy()
+
+
+def log_samples(state: TrainState, writer, examples: list[torch.Tensor]) -> None:  # noqa: ANN001
+    from melganvc.invert import Inverter  # only when sampling: inversion is not needed to train
+
+    generator = state.inference_generator()
+    was_training = generator.training
+    generator.eval()
+    inverter = Inverter(state.cfg.features, state.cfg.inversion).to(state.device)
+    for i, mel in enumerate(examples):
+        fake = translate_chunks(generator, mel.to(state.device), state.cfg.model.chunk_frames)
+        writer.add_image(f"mel/{i}_source", mel_image(mel), state.step)
+        writer.add_image(f"mel/{i}_converted", mel_image(fake), state.step)
+        with torch.no_grad():
+            wave = inverter(fake).reshape(-1).clamp(-1, 1).cpu()
+        writer.add_audio(f"audio/{i}_converted", wave, state.step, state.cfg.features.sample_rate)
+    generator.train(was_training)
+
+
+def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool = False,
+        progress: bool = True) -> TrainState:
+    """Train (or continue) a run; returns the final state. Safe to kill at any moment."""
+    device = dist_utils.local_device(select_device(cfg.train.device))
+    dist_utils.init_from_env(device)
+    run_dir = Path(run_dir)
+    if (run_dir / "checkpoint.pt").exists() and not resume:
+        raise UserError(f"{run_dir}: already holds a run; pass --resume to continue it "
+                        "or choose another --out")
+    data_a, data_b = open_corpora(cfg, corpus_a, corpus_b)
+    state = build_state(cfg, device)
+    dist_utils.broadcast_module(state.generator, state.critic, state.siamese)
+    if resume and try_resume(state, run_dir) and dist_utils.is_main():
+        print(f"melganvc: resuming {run_dir} at step {state.step}", file=sys.stderr)
+    main = dist_utils.is_main()
+    writer = None
+    if main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        writer = SummaryWriter(str(run_dir / "logs"))
+    examples = eval_examples(cfg, data_a)
+    _loop(state, data_a, data_b, run_dir, writer, examples, progress and main)
+    if writer is not None:
+        writer.close()
+    return state
+
+
+def _loop(state: TrainState, data_a: MelCorpus, data_b: MelCorpus, run_dir: Path, writer,  # noqa: ANN001
+          examples: list[torch.Tensor], progress: bool) -> None:
+    t = state.cfg.train
+    started = time.monotonic()
+    bar = tqdm(total=t.steps, initial=state.step, disable=not progress, unit="batch",
+               dynamic_ncols=True, desc="train")
+    last_saved = state.step
+    while not should_stop(state, started):
+        real_a, real_b = sample_batch(state, data_a, data_b)
+        losses = train_batch(state, real_a, real_b)
+        if not all(math.isfinite(v) for v in losses.values()):
+            save_run_checkpoint(state, run_dir)
+            raise UserError(f"training diverged at step {state.step} (non-finite loss: {losses}); "
+                            "lower train.lr or check the data")
+        bar.update(1)
+        if state.step % t.log_every == 0 or state.step == 1:
+            bar.set_postfix({k.split("/")[1]: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+            if writer is not None:
+                for key, value in losses.items():
+                    writer.add_scalar(key, value, state.step)
+        if state.step % t.checkpoint_every == 0:
+            save_run_checkpoint(state, run_dir)
+            last_saved = state.step
+        if writer is not None and t.eval_every > 0 and state.step % t.eval_every == 0:
+            log_samples(state, writer, examples)
+    bar.close()
+    if state.step != last_saved:
+        save_run_checkpoint(state, run_dir)

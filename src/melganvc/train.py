@@ -1,0 +1,205 @@
+"""Training: one state object, one batch step, one loop (nanoGPT-style readable, DAC-style keys).
+
+Schedule (method.md): the critic steps on every batch; G and S step together on every
+``gupt``-th batch with loss adv + travel·(TraVeL + margin) + identity·id. A 3·L crop of A is
+split into 3 chunks, translated as one batch, joined, and judged whole by the critic.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from melganvc import distributed as dist_utils
+from melganvc.checkpoint import CHECKPOINT_NAME, check_compatible, load_checkpoint, save_checkpoint
+from melganvc.chunks import join_chunks, split_chunks
+from melganvc.config import Config, to_dict
+from melganvc.losses import (
+    critic_hinge_loss,
+    generator_adversarial_loss,
+    identity_loss,
+    margin_loss,
+    travel_loss,
+)
+from melganvc.models import build_models
+
+CROP_CHUNKS = 3  # chunks per training crop (method.md: crops of 3·L frames)
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class TrainState:
+    cfg: Config
+    generator: nn.Module
+    critic: nn.Module
+    siamese: nn.Module
+    opt_critic: torch.optim.Optimizer
+    opt_gs: torch.optim.Optimizer
+    rng: np.random.Generator  # crop sampling; shared by all ranks (each takes its slice)
+    device: torch.device
+    ema: nn.Module | None = None
+    step: int = 0
+
+    def gs_parameters(self) -> list[nn.Parameter]:
+        return list(self.generator.parameters()) + list(self.siamese.parameters())
+
+    def inference_generator(self) -> nn.Module:
+        return self.ema if self.ema is not None else self.generator
+
+
+def build_state(cfg: Config, device: torch.device) -> TrainState:
+    """Fresh models and optimisers, seeded so every rank starts from the same weights."""
+    torch.manual_seed(cfg.train.seed)
+    generator, critic, siamese = (m.to(device) for m in build_models(cfg))
+    t = cfg.train
+    betas = (t.beta1, t.beta2)
+    opt_critic = torch.optim.Adam(critic.parameters(), lr=t.lr, betas=betas)
+    opt_gs = torch.optim.Adam(list(generator.parameters()) + list(siamese.parameters()),
+                              lr=t.lr, betas=betas)
+    ema = copy.deepcopy(generator).eval().requires_grad_(False) if t.ema > 0 else None
+    return TrainState(cfg, generator, critic, siamese, opt_critic, opt_gs,
+                      np.random.default_rng(t.seed), device, ema)
+
+
+def _autocast(state: TrainState) -> torch.autocast:
+    return torch.autocast(state.device.type, dtype=torch.bfloat16, enabled=state.cfg.train.bf16)
+
+
+def generator_losses(state: TrainState, chunks_a: Tensor, fake_chunks: Tensor, d_fake: Tensor,
+                     real_b: Tensor) -> dict[str, Tensor]:
+    """Adversarial, TraVeL (chunks 1 and 3 of each crop), margin and identity losses."""
+    cfg, batch = state.cfg, real_b.shape[0]
+    first, last = slice(0, batch), slice((CROP_CHUNKS - 1) * batch, CROP_CHUNKS * batch)
+    s_a1, s_a2 = state.siamese(chunks_a[first]), state.siamese(chunks_a[last])
+    s_g1, s_g2 = state.siamese(fake_chunks[first]), state.siamese(fake_chunks[last])
+    losses = {
+        "loss/adv": generator_adversarial_loss(d_fake),
+        "loss/travel": travel_loss(s_a1, s_a2, s_g1, s_g2),
+        "loss/margin": margin_loss(s_a1, s_a2, cfg.loss.margin),
+    }
+    if cfg.loss.identity > 0:
+        chunks_b = split_chunks(real_b, cfg.model.chunk_frames)
+        losses["loss/identity"] = identity_loss(state.generator(chunks_b), chunks_b)
+    total = losses["loss/adv"] + cfg.loss.travel * (losses["loss/travel"] + losses["loss/margin"])
+    if "loss/identity" in losses:
+        total = total + cfg.loss.identity * losses["loss/identity"]
+    losses["loss/gs_total"] = total
+    return losses
+
+
+def train_batch(state: TrainState, real_a: Tensor, real_b: Tensor) -> dict[str, float]:
+    """One batch: critic update, plus G+S update every ``gupt`` batches. Returns loss values."""
+    update_gs = state.step % state.cfg.train.gupt == 0
+    L, batch = state.cfg.model.chunk_frames, real_a.shape[0]
+    with _autocast(state):
+        chunks_a = split_chunks(real_a, L)
+        with torch.set_grad_enabled(update_gs):
+            fake_chunks = state.generator(chunks_a)
+        fake = join_chunks(fake_chunks, CROP_CHUNKS)
+        scores = state.critic(torch.cat([real_b, fake if update_gs else fake.detach()])).float()
+        d_real, d_fake = scores[:batch], scores[batch:]
+        losses = {"loss/critic": critic_hinge_loss(d_real, d_fake)}
+        if update_gs:
+            losses |= generator_losses(state, chunks_a, fake_chunks.float(), d_fake, real_b)
+    state.opt_critic.zero_grad(set_to_none=True)
+    # The G+S loss reuses this critic forward (the pre-update critic, as the reference does);
+    # ``inputs=`` keeps each loss's gradients on its own networks.
+    critic_params = list(state.critic.parameters())
+    losses["loss/critic"].backward(inputs=critic_params, retain_graph=update_gs)
+    dist_utils.average_gradients(critic_params)
+    if update_gs:
+        state.opt_gs.zero_grad(set_to_none=True)
+        gs_params = state.gs_parameters()
+        losses["loss/gs_total"].backward(inputs=gs_params)
+        dist_utils.average_gradients(gs_params)
+    state.opt_critic.step()
+    if update_gs:
+        state.opt_gs.step()
+        update_ema(state)
+    dist_utils.sync_buffers(state.generator, state.siamese)
+    state.step += 1
+    return {k: float(v.detach()) for k, v in losses.items()}
+
+
+@torch.no_grad()
+def update_ema(state: TrainState) -> None:
+    if state.ema is None:
+        return
+    decay = state.cfg.train.ema
+    for ema_p, p in zip(state.ema.state_dict().values(), state.generator.state_dict().values()):
+        if ema_p.dtype.is_floating_point:
+            ema_p.mul_(decay).add_(p.detach(), alpha=1 - decay)
+        else:
+            ema_p.copy_(p)
+
+
+def sample_batch(state: TrainState, corpus_a: Any, corpus_b: Any) -> tuple[Tensor, Tensor]:
+    """Unpaired crops: A and B sampled independently. With several ranks, every rank draws the
+    same global batch from the shared RNG and keeps its own slice (so one RNG state resumes all)."""
+    rank, world = dist_utils.rank_and_world()
+    bs = state.cfg.train.batch_size
+    a = corpus_a.sample(state.rng, bs * world)[rank * bs : (rank + 1) * bs]
+    b = corpus_b.sample(state.rng, bs * world)[rank * bs : (rank + 1) * bs]
+    return a.to(state.device, non_blocking=True), b.to(state.device, non_blocking=True)
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+def state_payload(state: TrainState) -> dict[str, Any]:
+    payload = {
+        "config": to_dict(state.cfg),
+        "step": state.step,
+        "models": {"generator": state.generator.state_dict(), "critic": state.critic.state_dict(),
+                   "siamese": state.siamese.state_dict()},
+        "optimizers": {"critic": state.opt_critic.state_dict(), "gs": state.opt_gs.state_dict()},
+        "rng": {"numpy": state.rng.bit_generator.state, "torch": torch.get_rng_state()},
+    }
+    if state.ema is not None:
+        payload["models"]["generator_ema"] = state.ema.state_dict()
+    return payload
+
+
+def restore_state(state: TrainState, payload: dict[str, Any]) -> None:
+    check_compatible(state.cfg, payload, ("features", "model"))
+    models = payload["models"]
+    state.generator.load_state_dict(models["generator"])
+    state.critic.load_state_dict(models["critic"])
+    state.siamese.load_state_dict(models["siamese"])
+    if state.ema is not None:
+        state.ema.load_state_dict(models.get("generator_ema", models["generator"]))
+    state.opt_critic.load_state_dict(payload["optimizers"]["critic"])
+    state.opt_gs.load_state_dict(payload["optimizers"]["gs"])
+    state.rng.bit_generator.state = payload["rng"]["numpy"]
+    torch.set_rng_state(payload["rng"]["torch"])
+    state.step = int(payload["step"])
+
+
+def save_run_checkpoint(state: TrainState, run_dir: Path) -> None:
+    if dist_utils.is_main():
+        save_checkpoint(run_dir / CHECKPOINT_NAME, state_payload(state))
+
+
+def try_resume(state: TrainState, run_dir: Path) -> bool:
+    path = run_dir / CHECKPOINT_NAME
+    if not path.is_file():
+        return False
+    restore_state(state, load_checkpoint(path, map_location=state.device))
+    return True
+
+
+def should_stop(state: TrainState, started: float) -> bool:
+    minutes = state.cfg.train.max_minutes
+    return state.step >= state.cfg.train.steps or (minutes > 0 and time.monotonic() - started > 60 * minutes)

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+
+from conftest import shared_path, speech_like
+from melganvc.audio import load
+from melganvc.config import Config, preset_config
+from melganvc.features import MelSpectrogram, mel_filterbank
+
+
+def reference_mel(wave: np.ndarray, cfg) -> np.ndarray:  # noqa: ANN001
+    """The method's pipeline computed independently with librosa in float64."""
+    librosa = pytest.importorskip("librosa")
+    f = cfg
+    spec = np.abs(librosa.stft(wave.astype(np.float64), n_fft=f.n_fft, hop_length=f.hop_length,
+                               win_length=f.n_fft, window="hann", center=True, pad_mode="reflect"))
+    window = librosa.filters.get_window("hann", f.n_fft, fftbins=True)
+    power = spec**2 / np.sum(window**2)
+    fb = librosa.filters.mel(sr=f.sample_rate, n_fft=f.n_fft, n_mels=f.n_mels, fmin=f.f_min,
+                             fmax=f.f_max, htk=True, norm=None)
+    db = librosa.power_to_db(fb @ power, ref=1.0, amin=1e-10, top_db=None) - f.ref_level_db
+    return np.clip((db - f.min_level_db) / -f.min_level_db * 2 - 1, -1, 1)
+
+
+def test_matches_librosa_on_real_speech() -> None:
+    cfg = Config().features
+    worst = 0.0
+    for name in ("SF1/100001.wav", "TM1/100002.wav"):
+        wave = load(shared_path("vcc2016", name), cfg.sample_rate)
+        ours = MelSpectrogram(cfg)(torch.from_numpy(wave)).numpy()
+        ref = reference_mel(wave, cfg)
+        assert ours.shape == ref.shape == (192, wave.size // 192 + 1)
+        worst = max(worst, float(np.abs(ours - ref).max()))
+    assert worst <= 1e-4
+
+
+@pytest.mark.parametrize("preset", ["music22k", "music44k"])
+def test_presets_match_librosa(preset: str) -> None:
+    cfg = preset_config(preset).features
+    wave = speech_like(1.0, cfg.sample_rate)
+    ours = MelSpectrogram(cfg)(torch.from_numpy(wave)).numpy()
+    assert np.abs(ours - reference_mel(wave, cfg)).max() <= 1e-4
+
+
+def test_filterbank_matches_librosa() -> None:
+    librosa = pytest.importorskip("librosa")
+    ref = librosa.filters.mel(sr=16000, n_fft=1152, n_mels=192, fmin=0, fmax=8000, htk=True, norm=None)
+    assert np.abs(mel_filterbank(16000, 1152, 192, 0.0, 8000.0) - ref).max() < 1e-6
+
+
+def test_batched_equals_single_and_short_inputs() -> None:
+    mel = MelSpectrogram(Config().features)
+    waves = torch.from_numpy(np.stack([speech_like(0.5, seed=s) for s in range(3)]))
+    batched = mel(waves)
+    assert torch.allclose(batched[1], mel(waves[1]), atol=1e-6)
+    for samples in (1, 191, 192, 600):
+        out = mel(waves[0, :samples])
+        assert out.shape == (192, samples // 192 + 1)
+        assert torch.isfinite(out).all()
+
+
+def test_normalise_round_trip() -> None:
+    mel = MelSpectrogram(Config().features)
+    x = torch.linspace(-1, 1, 101)
+    assert torch.allclose(mel.normalize(mel.denormalize(x)), x, atol=1e-6)
+    assert mel.denormalize(torch.tensor(-1.0)) == -100.0
+    # to_power inverts the dB mapping, so a mel from audio maps back to its power (above the floor)
+    wave = torch.from_numpy(speech_like(0.3))
+    power = mel.power_mel(wave.unsqueeze(0))[0]
+    back = mel.to_power(mel(wave))
+    keep = power > 1e-7
+    assert torch.allclose(back[keep], power[keep], rtol=1e-3)
