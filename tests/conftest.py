@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from melganvc.config import Config, preset_config
+from melganvc.data import prepare
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -41,3 +43,18 @@ def speech_like(seconds: float, sr: int = 16000, f0: float = 120.0, formants=(50
 @pytest.fixture
 def tiny_config() -> Config:
     return preset_config("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_corpora(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("corpora")
+    cfg = preset_config("tiny")
+    out = []
+    for name, f0, formants in (("a", 110.0, (500, 1500, 2500)), ("b", 220.0, (800, 2000, 3200))):
+        src = root / f"{name}_audio"
+        src.mkdir()
+        for i in range(3):
+            sf.write(src / f"{i}.wav", speech_like(1.2, f0=f0, formants=formants, seed=i), 16000)
+        prepare(src, root / name, cfg.features, 72, progress=False)
+        out.append(root / name)
+    return out[0], out[1]

@@ -62,3 +62,10 @@ def test_bad_config_files_name_the_problem(tmp_path: Path) -> None:
         load_config(tmp_path / "neg.yaml")
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_shipped_configs_load() -> None:
+    root = Path(__file__).resolve().parents[1] / "configs"
+    assert load_config(root / "default.toml") == Config()
+    for path in root.glob("*.toml"):
+        load_config(path)

@@ -1,0 +1,295 @@
+"""Metrics: known answers on synthetic signals, and on real VCC2016 speech when it is present.
+
+The speaker encoder and the ASR decoder are loaded once for the module (fixtures of module
+scope); VCC2016 tests skip with the reason when ../shared/data is not beside the repo.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from melganvc.audio import load
+from melganvc.metrics import (
+    SpeakerEncoder,
+    Transcriber,
+    _dct_matrix,
+    accept_rate,
+    centroid_of,
+    corpus_error_rates,
+    cosine,
+    dtw_path,
+    error_rates,
+    f0_contour,
+    f0_statistics,
+    normalize_text,
+    semitones,
+    speaker_centroid,
+    speaker_similarity,
+    spectral_distance,
+    wave_key,
+)
+from melganvc.report import EvalItem, evaluate_systems
+
+SR = 16000
+VCC = Path(__file__).resolve().parents[2] / "shared" / "data" / "vcc2016"
+needs_vcc = pytest.mark.skipif(not VCC.is_dir(), reason=f"VCC2016 data not present at {VCC}")
+
+
+def sine(freq: float, seconds: float = 1.0, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def harmonic(f0: float, seconds: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Harmonic tone with a gentle vibrato: a stand-in for a sustained vowel."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.02 * np.sin(2 * np.pi * 4 * t))) / SR
+    wave = sum(np.sin(k * phase) / k for k in range(1, int(4000 / f0)))
+    wave = 0.2 * wave / np.abs(wave).max() + 0.001 * rng.standard_normal(t.size)
+    return wave.astype(np.float32)
+
+
+_VCC_CACHE: dict[tuple[str, str], np.ndarray] = {}
+
+
+def vcc(speaker: str, utterance: str) -> np.ndarray:
+    key = (speaker, utterance)
+    if key not in _VCC_CACHE:
+        _VCC_CACHE[key] = load(VCC / speaker / f"{utterance}.wav", SR)
+    return _VCC_CACHE[key]
+
+
+@pytest.fixture(scope="module")
+def encoder() -> SpeakerEncoder:
+    return SpeakerEncoder()
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> Transcriber:
+    return Transcriber()
+
+
+# ------------------------------------------------------------------ DTW and the MCD convention
+
+
+def _dtw_bruteforce(cost: np.ndarray) -> float:
+    n, m = cost.shape
+    acc = np.full((n + 1, m + 1), np.inf)
+    acc[0, 0] = 0.0
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            acc[i, j] = cost[i - 1, j - 1] + min(acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1])
+    return float(acc[n, m])
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 6), (6, 1), (7, 9), (23, 14)])
+def test_dtw_path_is_optimal_and_monotonic(shape: tuple[int, int]) -> None:
+    cost = np.random.default_rng(sum(shape)).random(shape)
+    i, j = dtw_path(cost)
+    assert (i[0], j[0]) == (0, 0) and (i[-1], j[-1]) == (shape[0] - 1, shape[1] - 1)
+    steps = set(zip(np.diff(i).tolist(), np.diff(j).tolist(), strict=True))
+    assert steps <= {(1, 1), (1, 0), (0, 1)}
+    assert cost[i, j].sum() == pytest.approx(_dtw_bruteforce(cost))
+
+
+def test_dtw_recovers_a_time_stretch() -> None:
+    a = np.sin(np.linspace(0, 6, 40))[:, None]
+    b = np.repeat(a, 2, axis=0)  # every frame twice
+    i, j = dtw_path(np.abs(a - b.T))
+    np.testing.assert_array_equal(i, j // 2)
+
+
+def test_dct_gives_cepstra_in_the_mcd_convention() -> None:
+    """L(w) = c0 + 2 sum c_k cos(k w) sampled on the band grid comes back as c exactly."""
+    coefficients = np.random.default_rng(1).normal(size=25)
+    bands = 80
+    w = np.pi * (np.arange(bands) + 0.5) / bands
+    spectrum = coefficients[0] + 2 * sum(coefficients[k] * np.cos(k * w) for k in range(1, 25))
+    np.testing.assert_allclose(_dct_matrix(25, bands) @ spectrum, coefficients, atol=1e-12)
+
+
+# ------------------------------------------------------------------ spectral distance
+
+
+def test_identical_audio_has_zero_mcd_and_lsd() -> None:
+    wave = harmonic(150.0, 1.5)
+    result = spectral_distance(wave, wave)
+    assert result.mcd == pytest.approx(0.0, abs=1e-6)
+    assert result.lsd == pytest.approx(0.0, abs=1e-6)
+    assert result.path_length == result.frames[0] == result.frames[1]
+
+
+def test_mcd_ignores_gain_and_leading_silence() -> None:
+    wave = harmonic(150.0, 1.5)
+    padded = np.concatenate([np.zeros(SR // 2, np.float32), 0.25 * wave])
+    assert spectral_distance(padded, wave).mcd < 0.05
+
+
+def test_mcd_grows_with_spectral_difference() -> None:
+    wave = harmonic(150.0, 1.5)
+    noise = np.random.default_rng(0).standard_normal(wave.size).astype(np.float32)
+    light = spectral_distance(wave + 0.001 * noise, wave).mcd
+    heavy = spectral_distance(wave + 0.03 * noise, wave).mcd
+    assert 0.0 < light < heavy
+    assert spectral_distance(harmonic(300.0, 1.5), wave).mcd > light
+
+
+# ------------------------------------------------------------------ text metrics
+
+
+def test_normalize_text_and_error_rates() -> None:
+    assert normalize_text("<s> They CAME, and [noise] went! </s> <sil>") == "they came and went"
+    assert error_rates("they came and went", "they came and went") == (0.0, 0.0)
+    cer, wer = error_rates("they came and went", "the came and went")
+    assert cer == pytest.approx(1 / 18) and wer == pytest.approx(1 / 4)
+    assert error_rates("", "") == (0.0, 0.0)
+    assert error_rates("", "hello") == (1.0, 1.0)
+    assert error_rates("hello world", "") == (1.0, 1.0)
+
+
+def test_corpus_error_rates_pool_the_edits() -> None:
+    cer, wer = corpus_error_rates(["they came and went", "hello world", ""],
+                                  ["the came and went", "", "ignored"])
+    assert cer == pytest.approx((1 + 11) / (18 + 11))
+    assert wer == pytest.approx((1 + 2) / (4 + 2))
+    assert all(math.isnan(v) for v in corpus_error_rates([""], ["x"]))
+
+
+# ------------------------------------------------------------------ F0
+
+
+def test_f0_of_a_sine_and_of_silence() -> None:
+    stats = f0_statistics(sine(200.0))
+    assert stats.mean_hz == pytest.approx(200.0, rel=0.02)
+    assert stats.voiced_fraction > 0.8 and stats.log_std < 0.02
+    silent = f0_statistics(np.zeros(SR, np.float32))
+    assert silent.voiced_frames == 0 and math.isnan(silent.mean_hz)
+
+
+def test_f0_pyin_fallback_agrees() -> None:
+    wave = harmonic(180.0, 0.6)
+    world = f0_contour(wave, method="world")
+    pyin = f0_contour(wave, method="pyin")
+    assert np.exp(np.log(world[world > 0]).mean()) == pytest.approx(180.0, rel=0.03)
+    assert np.exp(np.log(pyin[pyin > 0]).mean()) == pytest.approx(180.0, rel=0.03)
+    with pytest.raises(ValueError, match="unknown F0 method"):
+        f0_contour(wave, method="crepe")
+
+
+def test_semitones() -> None:
+    assert semitones(math.log(2.0)) == pytest.approx(12.0)
+
+
+# ------------------------------------------------------------------ vectors
+
+
+def test_cosine_and_centroid() -> None:
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 2.0])
+    assert cosine(a, a) == pytest.approx(1.0) and cosine(a, b) == pytest.approx(0.0)
+    assert math.isnan(cosine(a, np.zeros(2)))
+    centroid = centroid_of(np.array([[1.0, 0.0], [0.0, 1.0], [np.nan, np.nan]]))
+    np.testing.assert_allclose(centroid, [math.sqrt(0.5)] * 2, rtol=1e-6)
+    assert wave_key(np.ones(4)) == wave_key(np.ones(4, np.float32))
+    assert wave_key(np.ones(4)) != wave_key(np.ones(4), 8000)
+
+
+# ------------------------------------------------------------------ real speech (VCC2016)
+
+TRAIN = [f"1000{i:02d}" for i in (1, 3, 4, 5, 6)]
+HELD_OUT = ["200001", "200002"]
+
+
+@needs_vcc
+def test_same_audio_similarity_is_one(encoder: SpeakerEncoder) -> None:
+    wave = vcc("SF1", "100001")
+    assert cosine(encoder.embed(wave), encoder.embed(wave.copy())) == pytest.approx(1.0, abs=1e-5)
+    assert np.linalg.norm(encoder.embed(wave)) == pytest.approx(1.0, abs=1e-5)
+    # resampled input goes through the same 16 kHz path
+    assert encoder.embed(wave[::2], 8000).shape == (256,)
+
+
+@needs_vcc
+def test_other_speaker_is_less_similar_than_same_speaker(encoder: SpeakerEncoder) -> None:
+    pairs_same = [("100001", "100003"), ("100004", "100005")]
+    same = np.mean([cosine(encoder.embed(vcc(s, a)), encoder.embed(vcc(s, b)))
+                    for s in ("SF1", "TM1") for a, b in pairs_same])
+    cross = np.mean([cosine(encoder.embed(vcc("SF1", u)), encoder.embed(vcc("TM1", u)))
+                     for u in ("100001", "100003", "100004", "100005")])
+    assert same > cross + 0.15, (same, cross)
+
+
+@needs_vcc
+def test_accept_rate_against_centroids(encoder: SpeakerEncoder) -> None:
+    female = speaker_centroid(encoder, [vcc("SF1", u) for u in TRAIN])
+    male = speaker_centroid(encoder, [vcc("TM1", u) for u in TRAIN])
+    as_female = [speaker_similarity(encoder, vcc("SF1", u), female, male) for u in HELD_OUT]
+    as_male = [speaker_similarity(encoder, vcc("TM1", u), female, male) for u in HELD_OUT]
+    assert accept_rate(as_female) == 1.0 and accept_rate(as_male) == 0.0
+    assert all(s.to_target > 0.7 for s in as_female)
+
+
+def test_silent_audio_gets_no_embedding(encoder: SpeakerEncoder) -> None:
+    embedding = encoder.embed(np.zeros(SR, np.float32))
+    assert np.isnan(embedding).all()
+    assert not speaker_similarity(encoder, np.zeros(SR, np.float32), embedding, embedding).accepted
+
+
+@needs_vcc
+def test_transcripts_give_zero_cer_for_same_sentence_high_for_another(
+        transcriber: Transcriber) -> None:
+    went = transcriber.transcribe(vcc("SF1", "100002"))  # "they came and went" (short)
+    other = transcriber.transcribe(vcc("SF1", "100015"))
+    assert went and other
+    assert error_rates(went, transcriber.transcribe(vcc("SF1", "100002").copy())) == (0.0, 0.0)
+    cer, wer = error_rates(went, other)
+    assert cer > 0.5 and wer > 0.5
+
+
+@needs_vcc
+def test_mcd_of_parallel_speakers() -> None:
+    female, male = vcc("SF1", "100001"), vcc("TM1", "100001")
+    assert spectral_distance(female, female).mcd == pytest.approx(0.0, abs=1e-6)
+    cross = spectral_distance(female, male)
+    assert 2.0 < cross.mcd < 12.0 and cross.lsd > 3.0
+    assert cross.path_length >= max(cross.frames)
+
+
+@needs_vcc
+def test_f0_female_above_male() -> None:
+    female = f0_statistics([vcc("SF1", u) for u in TRAIN[:3]])
+    male = f0_statistics([vcc("TM1", u) for u in TRAIN[:3]])
+    assert semitones(female.log_mean - male.log_mean) > 5.0
+    assert 150 < female.mean_hz < 300 and 80 < male.mean_hz < 170
+
+
+@needs_vcc
+def test_evaluate_systems_on_real_speech(encoder: SpeakerEncoder,
+                                         transcriber: Transcriber) -> None:
+    """Source SF1 -> target TM1: an ideal 'converted' (the real TM1 sentences) beats identity."""
+    utts = ["100002", "100015"]
+    refs = {s: [vcc(s, u) for u in TRAIN] for s in ("SF1", "TM1")}
+    results = evaluate_systems(
+        {
+            "converted": [EvalItem(u, vcc("TM1", u), vcc("SF1", u), vcc("TM1", u)) for u in utts],
+            "identity": [EvalItem(u, vcc("SF1", u), vcc("SF1", u), vcc("TM1", u)) for u in utts],
+            "oracle": [EvalItem(u, vcc("TM1", u), None, None) for u in TRAIN[:2]],
+        },
+        target_refs=refs["TM1"], source_refs=refs["SF1"], encoder=encoder,
+        transcriber=transcriber,
+    )
+    converted, identity, oracle = (results["systems"][k]["mean"]
+                                   for k in ("converted", "identity", "oracle"))
+    assert converted["accept_rate"] == 1.0 and identity["accept_rate"] == 0.0
+    assert converted["sim_target"] > identity["sim_target"] + 0.15
+    assert converted["mcd"] == pytest.approx(0.0, abs=1e-6) and identity["mcd"] > 2.0
+    assert identity["cer"] == 0.0 and converted["cer"] is not None
+    assert identity["f0_mean_diff_st"] > 5.0 and abs(converted["f0_mean_diff_st"]) < 3.0
+    # oracle items are target references: scored leave-one-out, so not trivially 1.0
+    assert 0.6 < oracle["sim_target"] < 0.99 and oracle["accept_rate"] == 1.0
+    assert oracle["cer"] is None and oracle["mcd"] is None
+    assert results["references"]["target_source_cosine"] < 0.9
