@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from melganvc import distributed as dist_utils
 from melganvc.checkpoint import CHECKPOINT_NAME, check_compatible, load_checkpoint, save_checkpoint
@@ -66,9 +67,9 @@ def build_state(cfg: Config, device: torch.device) -> TrainState:
     generator, critic, siamese = (m.to(device) for m in build_models(cfg))
     t = cfg.train
     betas = (t.beta1, t.beta2)
-    opt_critic = torch.optim.Adam(critic.parameters(), lr=t.lr, betas=betas)
+    opt_critic = torch.optim.Adam(critic.parameters(), lr=t.lr, betas=betas, fused=True)
     opt_gs = torch.optim.Adam(list(generator.parameters()) + list(siamese.parameters()),
-                              lr=t.lr, betas=betas)
+                              lr=t.lr, betas=betas, fused=True)
     ema = copy.deepcopy(generator).eval().requires_grad_(False) if t.ema > 0 else None
     return TrainState(cfg, generator, critic, siamese, opt_critic, opt_gs,
                       np.random.default_rng(t.seed), device, ema)
@@ -100,33 +101,48 @@ def generator_losses(state: TrainState, chunks_a: Tensor, fake_chunks: Tensor, d
     return losses
 
 
+def critic_scores(state: TrainState, real_a: Tensor, real_b: Tensor, update_gs: bool
+                  ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Translate A's crop chunk-wise and score real B and the translation.
+
+    On a G+S batch the translation keeps its graph and the critic runs on each half separately
+    (the generator's gradient then flows back through the fake half only); on a critic-only
+    batch one critic call scores both halves.
+    """
+    L, batch = state.cfg.model.chunk_frames, real_a.shape[0]
+    chunks_a = split_chunks(real_a, L)
+    if update_gs:
+        fake_chunks = state.generator(chunks_a)
+        fake = join_chunks(fake_chunks, CROP_CHUNKS)
+        return chunks_a, fake_chunks, state.critic(real_b).float(), state.critic(fake).float()
+    with torch.no_grad():
+        fake_chunks = state.generator(chunks_a)
+    scores = state.critic(torch.cat([real_b, join_chunks(fake_chunks, CROP_CHUNKS)])).float()
+    return chunks_a, fake_chunks, scores[:batch], scores[batch:]
+
+
 def train_batch(state: TrainState, real_a: Tensor, real_b: Tensor) -> dict[str, float]:
     """One batch: critic update, plus G+S update every ``gupt`` batches. Returns loss values."""
     update_gs = state.step % state.cfg.train.gupt == 0
-    L, batch = state.cfg.model.chunk_frames, real_a.shape[0]
-    with _autocast(state):
-        chunks_a = split_chunks(real_a, L)
-        with torch.set_grad_enabled(update_gs):
-            fake_chunks = state.generator(chunks_a)
-        fake = join_chunks(fake_chunks, CROP_CHUNKS)
-        scores = state.critic(torch.cat([real_b, fake if update_gs else fake.detach()])).float()
-        d_real, d_fake = scores[:batch], scores[batch:]
+    # cached(): each spectral-normalised weight is computed once per step, not once per call.
+    with _autocast(state), parametrize.cached():
+        chunks_a, fake_chunks, d_real, d_fake = critic_scores(state, real_a, real_b, update_gs)
         losses = {"loss/critic": critic_hinge_loss(d_real, d_fake)}
         if update_gs:
             losses |= generator_losses(state, chunks_a, fake_chunks.float(), d_fake, real_b)
-    state.opt_critic.zero_grad(set_to_none=True)
-    # The G+S loss reuses this critic forward (the pre-update critic, as the reference does);
-    # ``inputs=`` keeps each loss's gradients on its own networks.
-    critic_params = list(state.critic.parameters())
-    losses["loss/critic"].backward(inputs=critic_params, retain_graph=update_gs)
+        state.opt_critic.zero_grad(set_to_none=True)
+        # The G+S loss reuses this critic forward (the pre-update critic, as the reference
+        # does); ``inputs=`` keeps each loss's gradients on its own networks.
+        critic_params = list(state.critic.parameters())
+        losses["loss/critic"].backward(inputs=critic_params, retain_graph=update_gs)
+        if update_gs:
+            state.opt_gs.zero_grad(set_to_none=True)
+            gs_params = state.gs_parameters()
+            losses["loss/gs_total"].backward(inputs=gs_params)
     dist_utils.average_gradients(critic_params)
-    if update_gs:
-        state.opt_gs.zero_grad(set_to_none=True)
-        gs_params = state.gs_parameters()
-        losses["loss/gs_total"].backward(inputs=gs_params)
-        dist_utils.average_gradients(gs_params)
     state.opt_critic.step()
     if update_gs:
+        dist_utils.average_gradients(gs_params)
         state.opt_gs.step()
         update_ema(state)
     dist_utils.sync_buffers(state.generator, state.siamese)
