@@ -22,6 +22,15 @@ from melganvc.invert import (
 SR = 16000
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small ops on a shared 2-core machine: one thread avoids OpenMP stalls when busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _config(**inversion) -> Config:
     cfg = Config()
     return dataclasses.replace(cfg, inversion=dataclasses.replace(cfg.inversion, **inversion))
@@ -142,7 +151,8 @@ def test_silence_and_double_input() -> None:
     assert out.abs().max() < 1e-3
 
 
-def _local_sc(wave: torch.Tensor, target: torch.Tensor, inv: Inverter, width: int = 11) -> torch.Tensor:
+def _local_sc(wave: torch.Tensor, target: torch.Tensor, inv: Inverter,
+              width: int = 11) -> torch.Tensor:
     """Spectral convergence over a sliding window of frames (where does the error sit?)."""
     estimate = linear_magnitude(inv.mel, wave)[0]
     kernel = torch.ones(1, 1, width)
@@ -155,8 +165,8 @@ def _local_sc(wave: torch.Tensor, target: torch.Tensor, inv: Inverter, width: in
 
 def test_blockwise_long_inversion_matches_single_shot() -> None:
     wave = torch.from_numpy(speech_like(40.0, f0=140.0, seed=3))[None]
-    blocked = _inverter(block_frames=256, gl_iters=16)
-    single = _inverter(block_frames=8192, gl_iters=16)
+    blocked = _inverter(block_frames=256, gl_iters=8, nnls_iters=20)
+    single = _inverter(block_frames=8192, gl_iters=8, nnls_iters=20)
     mel = blocked.mel(wave)
     target = linear_magnitude(blocked.mel, wave)
     out_blocked, out_single = blocked(mel), single(mel)
@@ -182,7 +192,7 @@ def test_blockwise_long_inversion_matches_single_shot() -> None:
 
 def test_stream_of_ragged_pieces_equals_one_call() -> None:
     inv = _inverter(block_frames=128, gl_iters=4)
-    mel = inv.mel(torch.from_numpy(_tones_and_bursts(6.0))[None])[0]
+    mel = inv.mel(torch.from_numpy(_tones_and_bursts(4.0))[None])[0]
     whole = inv(mel)
     sizes = [1, 50, 7, 200, 3, 90]
     pieces, start = [], 0
@@ -203,7 +213,8 @@ def test_grad_reduces_mel_loss(init: str) -> None:
     if init == "gl":
         start = inv.griffin_lim(inv.magnitude(mel))[0]
     else:
-        start = torch.randn(1, (mel.shape[-1] - 1) * 192, generator=torch.Generator().manual_seed(0)) * 1e-6
+        noise = torch.Generator().manual_seed(0)
+        start = torch.randn(1, (mel.shape[-1] - 1) * 192, generator=noise) * 1e-6
     out = inv.grad(mel, init=start)
     assert out.shape == start.shape
     before, after = float(mel_l1(inv.mel, start, target)), float(mel_l1(inv.mel, out, target))

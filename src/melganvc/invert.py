@@ -5,7 +5,7 @@ Why each step (method.md, "Inversion"):
 * **mel -> linear** decides intelligibility: a clipped pseudo-inverse is far worse than NNLS. We
   solve ``min ||F x - y||^2, x >= 0`` (``F`` the mel filterbank, ``y`` mel power, ``x`` linear
   power) for all frames at once with Jacobi-preconditioned FISTA on sparse ``F``; a few dozen
-  iterations land closer to the true spectrum than librosa's L-BFGS-B NNLS, ~1000x faster.
+  iterations land closer to the true spectrum than librosa's L-BFGS-B NNLS, ~500x faster.
 * **fast Griffin-Lim** (Perraudin et al. 2013, momentum ``gl_momentum``) recovers phase. The
   STFT is linear, so the momentum step on consistent spectrograms is applied to the *signal*
   (6x fewer numbers than the spectrum) and the loop is hand-rolled on ``rfft``/``irfft`` with a
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from melganvc.config import FeatureConfig, InversionConfig
 from melganvc.features import MelSpectrogram, frames_to_samples
+
 
 class Inverter(nn.Module):
     """Mel -> waveform for one feature/inversion config; movable with ``.to(device)``.
@@ -77,6 +78,7 @@ class Inverter(nn.Module):
         power = self.mel.to_power(mel.float())
         return self.nnls(power).clamp_(min=0).sqrt_()
 
+    @torch.no_grad()
     def nnls(self, mel_power: Tensor, iters: int | None = None) -> Tensor:
         """Linear power ``x >= 0`` with ``filterbank @ x ~= mel_power``, per frame.
 
@@ -88,14 +90,15 @@ class Inverter(nn.Module):
         batch, n_mels, frames = mel_power.shape
         y = mel_power.transpose(0, 1).reshape(n_mels, batch * frames)  # all frames are columns
         fwd, adj = self._nnls_operators(y.device, y.dtype)  # adj = P F^T
-        step_b = adj @ y
-        x = step_b * self.nnls_lipschitz  # = F^T y / diag
-        z, t = x, 1.0
-        for _ in range(iters):
-            x_new = torch.sub(z, adj @ (fwd @ z)).add_(step_b).clamp_(min=0)
+        x = (adj @ y).mul_(self.nnls_lipschitz)  # = F^T y / diag(F^T F 1)
+        z, spare, residual = x.clone(), torch.empty_like(x), torch.empty_like(y)
+        t = 1.0
+        for _ in range(iters):  # fused, preallocated: fresh 2 MB tensors cost page faults
+            torch.addmm(y, fwd, z, beta=-1.0, out=residual)  # F z - y
+            x_new = torch.addmm(z, adj, residual, alpha=-1.0, out=spare).clamp_(min=0)
             t_new = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
-            z = torch.lerp(x, x_new, 1.0 + (t - 1.0) / t_new)  # x_new + beta (x_new - x)
-            x, t = x_new, t_new
+            torch.lerp(x, x_new, 1.0 + (t - 1.0) / t_new, out=z)  # x_new + beta (x_new - x)
+            x, spare, t = x_new, x, t_new
         return x.reshape(-1, batch, frames).transpose(0, 1)
 
     @torch.no_grad()
@@ -114,6 +117,7 @@ class Inverter(nn.Module):
         target = (magnitude.float() * math.sqrt(self.mel.power_scale)).transpose(1, 2).contiguous()
         spec = target * self._initial_phase(target, phase)
         scale = target.new_zeros(*target.shape, 2)
+        eps = target.new_full((), 1e-30)
         prev = None
         for _ in range(iters):
             # Perraudin's t_n = c_n + alpha (c_n - c_{n-1}) on consistent spectra c = STFT(signal)
@@ -121,7 +125,7 @@ class Inverter(nn.Module):
             signal = stft.inverse(spec)
             momentum = signal if prev is None else torch.lerp(prev, signal, 1.0 + alpha)
             prev = signal
-            spec = _project(stft.forward(momentum), target, scale)
+            spec = _project(stft.forward(momentum), target, scale, eps)
         return stft.crop(stft.inverse(spec)), spec
 
     def grad(self, mel: Tensor, steps: int | None = None, init: Tensor | str = "gl") -> Tensor:
@@ -177,9 +181,14 @@ class Inverter(nn.Module):
     # --- internals ----------------------------------------------------------------------------
 
     def _invert_block(self, mel: Tensor, phase: Tensor | None) -> tuple[Tensor, Tensor]:
+        if mel.shape[-1] == 0:
+            bins = self.features.n_fft // 2 + 1
+            empty = mel.new_zeros(mel.shape[0], 0, bins, dtype=torch.complex64)
+            return mel.new_zeros(mel.shape[0], 0, dtype=torch.float32), empty
         wave, spec = self.griffin_lim(self.magnitude(mel), phase=phase)
         if self.inversion.method == "grad":
-            wave = self._adam_mel_l1(wave, self.mel.to_power(mel.float()), self.inversion.grad_steps)
+            target = self.mel.to_power(mel.float())
+            wave = self._adam_mel_l1(wave, target, self.inversion.grad_steps)
         return wave, spec
 
     def _join(self, tail: Tensor | None, wave: Tensor, last: bool = False
@@ -194,7 +203,8 @@ class Inverter(nn.Module):
         if tail is not None:
             fade_len = overlap - 2 * margin * hop
             ramp = torch.linspace(0.0, 1.0, fade_len + 2, device=wave.device)[1:-1]
-            fade_in = torch.cat([wave.new_zeros(margin * hop), 0.5 - 0.5 * torch.cos(math.pi * ramp),
+            fade_in = torch.cat([wave.new_zeros(margin * hop),
+                                 0.5 - 0.5 * torch.cos(math.pi * ramp),
                                  wave.new_ones(margin * hop)])
             head = torch.lerp(tail, wave[..., :overlap], fade_in)
             wave = torch.cat([head, wave[..., overlap:]], dim=-1)
@@ -229,18 +239,34 @@ class Inverter(nn.Module):
         return self._operators[key]
 
     def _adam_mel_l1(self, start: Tensor, target_power: Tensor, steps: int) -> Tensor:
-        """Adam (lr ``grad_lr``, x0.9999 per step) on the waveform against mel-power L1."""
-        with torch.enable_grad():
+        """Adam (lr ``grad_lr``, x0.9999 per step) on the waveform against mel-power L1.
+
+        Works under ``no_grad``/``inference_mode`` callers too (sampling during training).
+        """
+        with torch.inference_mode(False), torch.enable_grad():
             wave = start.detach().clone().requires_grad_(True)
+            target_power = target_power.detach().clone()
             opt = torch.optim.Adam([wave], lr=self.inversion.grad_lr)
             sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.9999)
+            frames = target_power.shape[-1]
             for _ in range(steps):
                 opt.zero_grad(set_to_none=True)
-                loss = mel_l1(self.mel, wave, target_power)
+                power = self._power_mel(wave)[..., :frames]
+                loss = (power - target_power[..., :power.shape[-1]]).abs().mean()
                 loss.backward()
                 opt.step()
                 sched.step()
         return wave.detach()
+
+
+    def _power_mel(self, wave: Tensor) -> Tensor:
+        """``MelSpectrogram.power_mel`` with the sparse filterbank: 6x cheaper fwd+bwd on CPU."""
+        spec = self.mel.stft(wave)
+        power = (spec.real.square() + spec.imag.square()) / self.mel.power_scale
+        batch, bins, frames = power.shape
+        fwd, _ = self._nnls_operators(power.device, power.dtype)
+        mel = fwd @ power.transpose(0, 1).reshape(bins, batch * frames)
+        return mel.reshape(-1, batch, frames).transpose(0, 1)
 
 
 class _FrameSTFT:
@@ -256,7 +282,7 @@ class _FrameSTFT:
         self.pad = cfg.n_fft // 2
         self.samples = frames_to_samples(frames, cfg.hop_length)
         self.shifts = -(-cfg.n_fft // cfg.hop_length)  # frames overlapping one hop
-        self.window = mel.window.to(device)
+        self.window = mel.window.to(device=device, dtype=torch.float32)
         envelope = self._overlap_add(self.window.square().expand(1, frames, -1))
         tiny = torch.finfo(envelope.dtype).tiny ** 0.5
         self.inv_envelope = torch.where(envelope > tiny, 1.0 / envelope, torch.zeros_like(envelope))
@@ -336,17 +362,15 @@ def peak_phase(magnitude: Tensor, n_fft: int, hop: int) -> Tensor:
     return torch.complex(torch.cos(angle), torch.sin(angle))
 
 
-_EPS = torch.tensor(1e-30)
-
-
-def _project(spec: Tensor, target: Tensor, scale: Tensor) -> Tensor:
+def _project(spec: Tensor, target: Tensor, scale: Tensor, eps: Tensor) -> Tensor:
     """Keep the phase, impose the target magnitude (GL's magnitude projection), in place.
 
     ``scale`` is a zero-filled real ``(..., bins, 2)`` buffer: writing the real factor into its
-    first channel and doing one complex multiply beats broadcasting over re/im pairs.
+    first channel and doing one complex multiply beats broadcasting over re/im pairs. ``eps``
+    (a 0-d tensor) keeps silent bins finite.
     """
     re, im = torch.view_as_real(spec).unbind(-1)
-    power = torch.addcmul(_EPS, re, re).addcmul_(im, im)
+    power = torch.addcmul(eps, re, re).addcmul_(im, im)
     torch.mul(power.rsqrt_(), target, out=scale[..., 0])
     return spec.mul_(torch.view_as_complex(scale))
 
@@ -370,7 +394,7 @@ def nnls_preconditioner(filterbank: Tensor) -> tuple[Tensor, float]:
 # --- metrics ----------------------------------------------------------------------------------
 
 def linear_magnitude(mel: MelSpectrogram, wave: Tensor) -> Tensor:
-    """``|STFT| / sqrt(sum(window^2))`` of ``wave`` ``(batch, samples)``: ``(batch, bins, frames)``."""
+    """``|STFT| / sqrt(sum(window^2))`` of ``wave (batch, samples)``: ``(batch, bins, frames)``."""
     return mel.stft(wave).abs() / math.sqrt(mel.power_scale)
 
 
@@ -402,7 +426,7 @@ def spectral_convergence(wave: Tensor, target_magnitude: Tensor,
 
 @torch.no_grad()
 def inversion_quality(inverter: Inverter, wave: Tensor) -> dict[str, float]:
-    """Audio -> mel -> ``inverter`` -> audio; SC of linear magnitude (vs the original) and mel power.
+    """Audio -> mel -> ``inverter`` -> audio: SC of linear magnitude (vs the original) and mel.
 
     ``sc_linear`` compares with the *original* audio's magnitude, so it includes what the mel
     threw away; ``sc_mel`` checks how well the result reproduces the mel it was given.
