@@ -20,6 +20,8 @@ from melganvc.io_utils import atomic_path
 WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".opus"}
 PROVENANCE = f"converted by melganvc {__version__} (voice conversion; synthetic audio)"
+MIN_SAMPLE_RATE = 1000  # lower rates are broken or hostile headers (and would upsample 16x+)
+READ_SAMPLES = 1 << 22  # samples per read: a header's claimed length is never allocated up front
 
 
 def is_audio_path(path: Path) -> bool:
@@ -42,7 +44,23 @@ def _open(path: Path) -> sf.SoundFile:
     if handle.frames == 0 or handle.samplerate <= 0:
         handle.close()
         raise AudioError(path, "contains no audio (zero length)")
+    if handle.samplerate < MIN_SAMPLE_RATE:
+        handle.close()
+        raise AudioError(path, f"sample rate {handle.samplerate} Hz is not supported "
+                               f"(need at least {MIN_SAMPLE_RATE} Hz)")
     return handle
+
+
+def _read_block(path: Path, handle: sf.SoundFile, frames: int) -> np.ndarray:
+    try:
+        return handle.read(frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(path, f"corrupt or truncated audio ({exc})") from None
+
+
+def _block_frames(handle: sf.SoundFile, frames: int) -> int:
+    """``frames`` per read, capped so one read holds at most ``READ_SAMPLES`` samples."""
+    return max(1, min(frames, READ_SAMPLES // max(1, handle.channels)))
 
 
 def _check_finite(path: Path, block: np.ndarray) -> None:
@@ -67,15 +85,19 @@ def load(path: str | Path, sample_rate: int) -> np.ndarray:
     """
     path = Path(path)
     with _open(path) as handle:
-        try:
-            data = handle.read(dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as exc:
-            raise AudioError(path, f"corrupt or truncated audio ({exc})") from None
-        source_rate = handle.samplerate
-    if data.shape[0] == 0:
+        # Read in bounded blocks until the data ends: headers can lie about the length (a FLAC
+        # of unknown length reports 2^63 frames, a damaged one any number).
+        source_rate, block, pieces = handle.samplerate, _block_frames(handle, READ_SAMPLES), []
+        while True:
+            data = _read_block(path, handle, block)
+            _check_finite(path, data)
+            if data.shape[0]:
+                pieces.append(_to_mono(data))
+            if data.shape[0] < block:
+                break
+    if not pieces:
         raise AudioError(path, "contains no audio (zero length)")
-    _check_finite(path, data)
-    mono = _to_mono(data)
+    mono = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
     if source_rate != sample_rate:
         mono = soxr.resample(mono, source_rate, sample_rate, quality="HQ").astype(np.float32)
     if mono.size == 0:
@@ -88,14 +110,11 @@ def iter_blocks(path: str | Path, sample_rate: int, block_seconds: float = 10.0)
     path = Path(path)
     with _open(path) as handle:
         source_rate = handle.samplerate
-        block = max(1, int(block_seconds * source_rate))
+        block = _block_frames(handle, int(block_seconds * source_rate))
         stream = soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32", quality="HQ") \
             if source_rate != sample_rate else None
         while True:
-            try:
-                data = handle.read(block, dtype="float32", always_2d=True)
-            except (sf.LibsndfileError, RuntimeError) as exc:
-                raise AudioError(path, f"corrupt or truncated audio ({exc})") from None
+            data = _read_block(path, handle, block)
             last = data.shape[0] < block
             _check_finite(path, data)
             mono = _to_mono(data)

@@ -1,3 +1,132 @@
 """Subcommands that live beside the core ones in ``cli.py`` (conversion, evaluation, demo)."""
 
 from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from melganvc.cli import command
+from melganvc.errors import UserError
+
+# --- shared model options -----------------------------------------------------------------------
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", required=True, type=Path, help="run folder or checkpoint file")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")
+    p.add_argument("--overlap", help="chunk overlap: frames, a fraction of a chunk up to 0.5, or "
+                                     "0 for the reference (back-to-back chunks); default 0.5")
+    p.add_argument("--inversion", choices=["gl", "grad"], help="inversion (default: checkpoint's)")
+    p.add_argument("--iters", type=int, help="Griffin-Lim iterations or GRAD steps")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="inversion.FIELD=VALUE", help="override an inversion setting")
+
+
+def load_converter(args: argparse.Namespace):
+    from melganvc.convert import Converter
+
+    sets = list(args.overrides)
+    if args.inversion:
+        sets.append(f"inversion.method={args.inversion}")
+    if args.iters:
+        field = "grad_steps" if args.inversion == "grad" else "gl_iters"
+        sets.append(f"inversion.{field}={args.iters}")
+    return Converter.from_checkpoint(args.ckpt, device=args.device, use_ema=not args.no_ema,
+                                     inversion=sets or None, overlap=args.overlap)
+
+
+# --- convert ----------------------------------------------------------------------------------
+
+
+def _setup_convert(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IN",
+                   help="audio files or folders (searched at any depth, tree mirrored)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--format", choices=["wav", "flac"], default="wav",
+                   help="output format: wav (float) or flac (16-bit)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_args(p)
+
+
+@command("convert", "convert audio files or folders with a trained model", _setup_convert)
+def _convert(args: argparse.Namespace) -> int:
+    from melganvc.batch import BatchReport, plan_jobs, run_batch
+
+    def warn(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    converter = load_converter(args)
+    report = BatchReport()
+    jobs = plan_jobs(args.inputs, args.out, "." + args.format, report, warn)
+    if not jobs and not report.failed:
+        raise UserError("no audio files to convert in " + ", ".join(map(str, args.inputs)))
+    run_batch(converter, jobs, report, overwrite=args.overwrite,
+              progress=not args.no_progress, log=warn)
+    print(report.summary(args.out))
+    return 1 if report.failed else 0
+
+
+# --- stream -----------------------------------------------------------------------------------
+
+
+def _setup_stream(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", type=Path, help="audio file, read in real-time-sized blocks")
+    p.add_argument("output", type=Path, help="output .wav or .flac")
+    p.add_argument("--block-ms", type=float, default=100.0, help="input block length (ms)")
+    p.add_argument("--block-frames", type=int, default=64,
+                   help="inversion block (frames): smaller = lower latency, slower")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_model_args(p)
+
+
+@command("stream", "convert a file block by block as a real-time stream would; print latency",
+         _setup_stream)
+def _stream(args: argparse.Namespace) -> int:
+    from melganvc.audio import AudioWriter, audio_info, iter_blocks
+
+    if args.block_ms <= 0:
+        raise UserError("--block-ms must be positive")
+    if args.output.exists() and not args.overwrite:
+        raise UserError(f"{args.output} exists (use --overwrite)")
+    converter = load_converter(args)
+    rate, frames = audio_info(args.input)
+    stream = converter.stream(rate, block_frames=args.block_frames)
+    slowest, start = 0.0, time.perf_counter()
+    with stream, AudioWriter(args.output, rate) as writer:
+        for block in iter_blocks(args.input, rate, block_seconds=args.block_ms / 1000):
+            tick = time.perf_counter()
+            writer.write(stream.push(block))
+            slowest = max(slowest, time.perf_counter() - tick)
+        writer.write(stream.flush())
+    elapsed, seconds = time.perf_counter() - start, frames / rate
+    print(f"latency {stream.latency_ms:.1f} ms ({stream.latency_samples} samples at {rate} Hz); "
+          f"RTF {elapsed / seconds:.3f}; slowest block {1000 * slowest:.1f} ms "
+          f"(blocks of {args.block_ms:g} ms); wrote {args.output}")
+    return 0
+
+
+# --- export-onnx ------------------------------------------------------------------------------
+
+
+def _setup_export_onnx(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", required=True, type=Path, help="run folder or checkpoint file")
+    p.add_argument("output", type=Path, help="output .onnx file")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--no-ema", action="store_true", help="export the raw generator, not its EMA")
+
+
+@command("export-onnx", "export the generator as ONNX (dynamic batch and frames)",
+         _setup_export_onnx)
+def _export_onnx(args: argparse.Namespace) -> int:
+    from melganvc.convert import Converter, export_onnx
+
+    converter = Converter.from_checkpoint(args.ckpt, device="cpu", use_ema=not args.no_ema)
+    export_onnx(converter, args.output, opset=args.opset)
+    cfg = converter.config
+    print(f"wrote {args.output}: input 'mel' (batch, {cfg.features.n_mels}, frames), frames a "
+          f"multiple of 4; trained on chunks of {cfg.model.chunk_frames} frames")
+    return 0

@@ -119,6 +119,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                               "n_mels": 256, "f_max": 11025.0}},
     "music44k": {"features": {"sample_rate": 44100, "n_fft": 3072, "hop_length": 512,
                               "n_mels": 256, "f_max": 22050.0}},
+    # The quick CPU demo: small enough to learn the demo voices in minutes on 2 cores.
+    "demo": {"model": {"generator_channels": 64, "critic_channels": 64, "siamese_channels": 64,
+                       "vec_len": 64},
+             "train": {"batch_size": 8, "lr": 5e-4, "steps": 100000, "checkpoint_every": 200,
+                       "eval_every": 1000, "log_every": 20}},
     # A tiny network for tests, the quick demo and smoke runs; same features as speech16k.
     "tiny": {"model": {"generator_channels": 32, "critic_channels": 32, "siamese_channels": 32,
                        "vec_len": 32},

@@ -1,0 +1,389 @@
+"""Conversion with a trained generator: mels, arrays, files of any length, ONNX export.
+
+Usable from a notebook without the CLI::
+
+    from melganvc.convert import Converter
+    conv = Converter.from_checkpoint("runs/a2b")            # run folder or checkpoint file
+    out = conv.convert(wave, sr)                            # numpy in, numpy out, same rate
+    conv.convert_file("in.flac", "out.wav")                 # hour-long files in bounded memory
+    with conv.stream(48000) as s:                           # real time, see streaming.py
+        y = s.push(block)
+
+How a mel is translated (``method.md``, "Inference"): G works on chunks of ``L`` frames on a
+global grid. ``overlap=0`` is the reference: back-to-back chunks, the last one aligned to the
+end of the input, no cross-fade. ``overlap=k`` (frames, or a fraction of ``L`` up to 0.5)
+starts a chunk every ``L - k`` frames and cross-fades the overlaps with a raised cosine, which
+removes the seams at chunk borders (see ``melganvc.seams``) for up to 2x the generator work.
+Any input of at least one frame works (short inputs are padded with silence and cropped).
+
+Waveforms go through ``StreamingConverter``: features with exact STFT context at block edges,
+chunked G, block-wise inversion, a loudness match (RMS of the active part, peak capped at
+0.99 by gain, never clipped) and resampling back to the input rate. The output has exactly
+the input's length. Written files carry a provenance tag (``audio.PROVENANCE``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from melganvc.audio import PROVENANCE, AudioWriter, audio_info, iter_blocks
+from melganvc.blockwise import ChunkStream
+from melganvc.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, save_checkpoint
+from melganvc.config import (
+    Config,
+    ConfigError,
+    InversionConfig,
+    apply_overrides,
+    from_dict,
+    to_dict,
+)
+from melganvc.features import MelSpectrogram
+from melganvc.invert import Inverter
+from melganvc.io_utils import atomic_path
+from melganvc.models import Generator, inference_copy
+from melganvc.streaming import StreamingConverter
+
+# Half-chunk overlap with a raised-cosine cross-fade: the best seam score (benchmarks/convert.py,
+# seams.py) on trained tiny models and VCC2016 speech: borders 2.8-3.0 without overlap, 0.90-0.97
+# with it (1.0 = no seam); overlaps of 4-8 frames score 0.91-1.01. Costs 2x the generator work
+# (end-to-end RTF 0.063 vs 0.055 on one CPU thread). 0 gives the reference behaviour.
+DEFAULT_OVERLAP = 0.5
+
+__all__ = [
+    "DEFAULT_OVERLAP",
+    "Converter",
+    "export_onnx",
+    "load_generator",
+    "resolve_overlap",
+    "save_generator",
+]
+
+
+def resolve_overlap(overlap: float | str | None, chunk_frames: int) -> int:
+    """Overlap in frames from frames (int >= 1), a fraction of a chunk (0 < f <= 0.5) or 0.
+
+    ``"reference"`` / ``"none"`` / ``0`` mean no overlap; ``None`` means the default.
+    """
+    if overlap is None:
+        overlap = DEFAULT_OVERLAP
+    if isinstance(overlap, str):
+        text = overlap.strip().lower()
+        if text in ("reference", "none", "off"):
+            return 0
+        try:
+            overlap = float(text) if any(c in text for c in ".e") else int(text)
+        except ValueError:
+            raise ConfigError(f"overlap must be frames, a fraction of a chunk, or 'reference'; "
+                              f"got {overlap!r}") from None
+    if isinstance(overlap, bool):
+        raise ConfigError("overlap must be a number")
+    if isinstance(overlap, float) and not overlap.is_integer():
+        if not 0 < overlap <= 0.5:
+            raise ConfigError(f"overlap as a fraction of a chunk must be in (0, 0.5], got {overlap}")
+        return round(overlap * chunk_frames)
+    frames = int(overlap)
+    if not 0 <= frames <= chunk_frames // 2:
+        raise ConfigError(f"overlap must be 0..{chunk_frames // 2} frames (half a chunk), "
+                          f"got {frames}")
+    return frames
+
+
+def _with_inversion(cfg: Config, inversion: Any) -> Config:
+    """Apply an inversion setting: an ``InversionConfig``, a dict of its fields, or override
+    strings (``"gl_iters=4"`` or ``"inversion.gl_iters=4"``)."""
+    if inversion is None:
+        return cfg
+    if isinstance(inversion, InversionConfig):
+        return replace(cfg, inversion=inversion).validate()
+    if isinstance(inversion, dict):
+        return from_dict({"inversion": inversion}, base=cfg)
+    if isinstance(inversion, str):
+        inversion = [inversion]
+    items = []
+    for item in inversion:
+        key = str(item).partition("=")[0].strip()
+        if "." not in key:
+            item = f"inversion.{str(item).strip()}"
+        elif not key.startswith("inversion."):
+            raise ConfigError(f"'{item}': only inversion.* settings can change at conversion time "
+                              "(features and model are fixed by the checkpoint)")
+        items.append(item)
+    return apply_overrides(cfg, items)
+
+
+def _device(name: str | torch.device) -> torch.device:
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {name!r} ({exc})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def load_generator(cfg: Config, state: dict[str, Tensor]) -> nn.Module:
+    """An eval-mode generator without spectral-norm overhead from a state dict.
+
+    Takes a training state (spectral-norm parametrised keys) or a plain one as written by
+    ``save_generator`` (any float dtype; weights become float32).
+    """
+    parametrised = any(".parametrizations." in k for k in state)
+    gen = Generator(cfg.features.n_mels, cfg.model.generator_channels, spectral_norm=parametrised)
+    try:
+        gen.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"generator weights do not fit the checkpoint's config ({first})") \
+            from None
+    return inference_copy(gen)
+
+
+class Converter:
+    """A generator plus everything needed to turn audio or mels into converted audio.
+
+    ``Converter(generator, config)`` takes any module mapping ``(batch, n_mels, L)`` mels to
+    the same shape; ``from_checkpoint`` is the usual way in. Options: ``overlap`` (frames, a
+    fraction of a chunk, or 0 for the reference), ``fade`` (``"cosine"``/``"linear"``),
+    ``batch_size`` (chunks per G call), ``match_loudness``, ``block_frames``/``block_overlap``
+    (inversion blocks for offline use; ``None`` = the ``Inverter`` defaults), ``inversion`` (see
+    ``from_checkpoint``).
+    """
+
+    def __init__(self, generator: nn.Module, config: Config, *, inversion: Any = None,
+                 device: str | torch.device = "cpu", overlap: float | str | None = None,
+                 fade: str = "cosine", batch_size: int = 64, match_loudness: bool = True,
+                 block_frames: int | None = None, block_overlap: int | None = None) -> None:
+        self.config = _with_inversion(config, inversion)
+        self.device = _device(device)
+        self.generator = generator.to(self.device).eval()
+        self.mel = MelSpectrogram(self.config.features).to(self.device)
+        self.overlap = resolve_overlap(overlap, self.config.model.chunk_frames)
+        if fade not in ("cosine", "linear"):
+            raise ConfigError(f"fade must be 'cosine' or 'linear', got {fade!r}")
+        self.fade = fade
+        self.batch_size = int(batch_size)
+        self.match_loudness = bool(match_loudness)
+        self.block_frames, self.block_overlap = block_frames, block_overlap
+        self._inverters: dict[tuple[int | None, int | None], Inverter] = {}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto",
+                        use_ema: bool = True, inversion: Any = None, **options: Any) -> Converter:
+        """Load G from a run folder or checkpoint file (training or generator-only).
+
+        Uses the EMA generator when the checkpoint has one and ``use_ema``. ``inversion``
+        changes the inversion settings: an ``InversionConfig``, a dict of its fields, or
+        override strings such as ``["method=gl", "gl_iters=4"]``. ``options`` go to
+        ``Converter`` (``overlap``, ``fade``, ...).
+        """
+        payload = load_checkpoint(path, map_location="cpu")
+        return cls.from_payload(payload, device, use_ema, inversion, source=str(path), **options)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], device: str | torch.device = "auto",
+                     use_ema: bool = True, inversion: Any = None, source: str = "checkpoint",
+                     **options: Any) -> Converter:
+        """Like ``from_checkpoint`` for an already loaded checkpoint dict."""
+        cfg = checkpoint_config(payload)
+        models = payload.get("models")
+        if not isinstance(models, dict) or "generator" not in models:
+            raise CheckpointError(f"{source}: the checkpoint holds no generator")
+        key = "generator_ema" if use_ema and "generator_ema" in models else "generator"
+        conv = cls(load_generator(cfg, models[key]), cfg, inversion=inversion, device=device,
+                   **options)
+        conv.source = f"{source} ({key}, step {payload.get('step', '?')})"
+        return conv
+
+    def with_options(self, **options: Any) -> Converter:
+        """A converter sharing this one's generator (and inverters, when the inversion settings
+        stay) with some options changed: ``conv.with_options(overlap=0)``."""
+        current = {"device": self.device, "overlap": self.overlap, "fade": self.fade,
+                   "batch_size": self.batch_size, "match_loudness": self.match_loudness,
+                   "block_frames": self.block_frames, "block_overlap": self.block_overlap}
+        unknown = set(options) - set(current) - {"inversion"}
+        if unknown:
+            raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        other = Converter(self.generator, self.config, **(current | options))
+        if other.config == self.config and other.device == self.device:
+            other._inverters = self._inverters
+        other.source = self.source
+        return other
+
+    # --- properties ---------------------------------------------------------------------------
+
+    source: str = "in-memory generator"
+
+    @property
+    def sample_rate(self) -> int:
+        """The model's sample rate (``convert`` accepts and returns any rate)."""
+        return self.config.features.sample_rate
+
+    @property
+    def chunk_frames(self) -> int:
+        return self.config.model.chunk_frames
+
+    @property
+    def inversion(self) -> InversionConfig:
+        return self.config.inversion
+
+    # --- conversion ---------------------------------------------------------------------------
+
+    def inverter(self, block_frames: int | None = None, overlap_frames: int | None = None
+                 ) -> Inverter:
+        """The (cached) ``Inverter`` for blocks of ``block_frames`` (``None``: its defaults)."""
+        key = (block_frames, overlap_frames)
+        if key not in self._inverters:
+            blocks = {} if block_frames is None else {"block_frames": block_frames}
+            if overlap_frames is not None:
+                blocks["overlap_frames"] = overlap_frames
+            self._inverters[key] = Inverter(self.config.features, self.config.inversion,
+                                            **blocks).to(self.device)
+        return self._inverters[key]
+
+    def chunk_stream(self) -> ChunkStream:
+        return ChunkStream(self.generator, self.config.features.n_mels, self.chunk_frames,
+                           self.overlap, self.fade, self.batch_size, self.device)
+
+    def convert_mel(self, mel: Tensor | np.ndarray) -> Tensor | np.ndarray:
+        """Translate a normalised mel ``(n_mels, T)``, any ``T >= 1``; same type and shape back."""
+        is_numpy = isinstance(mel, np.ndarray)
+        x = torch.as_tensor(mel, dtype=torch.float32)
+        n_mels = self.config.features.n_mels
+        if x.dim() != 2 or x.shape[0] != n_mels or x.shape[1] < 1:
+            raise ValueError(f"expected a mel shaped ({n_mels}, frames >= 1), got {tuple(x.shape)}")
+        chunks = self.chunk_stream()
+        out = torch.cat([chunks.push(x), chunks.flush()], dim=-1).cpu()
+        return out.numpy() if is_numpy else out.to(mel.device)
+
+    def stream(self, sample_rate: int | None = None, **options: Any) -> StreamingConverter:
+        """A ``StreamingConverter`` for audio at ``sample_rate`` (default: the model's)."""
+        return StreamingConverter(self, sample_rate, **options)
+
+    def _offline_stream(self, sample_rate: int) -> StreamingConverter:
+        return StreamingConverter(self, sample_rate, block_frames=self.block_frames,
+                                  overlap_frames=self.block_overlap)
+
+    def convert(self, waveform: np.ndarray, sr: int | None = None) -> np.ndarray:
+        """Convert a mono waveform (``(samples,)`` or ``(samples, channels)``, down-mixed) at
+        rate ``sr`` (default: the model's); returns float32 audio at ``sr`` of the same length."""
+        x = np.asarray(waveform, dtype=np.float32)
+        if x.shape[0] == 0:
+            raise ValueError("cannot convert an empty waveform")
+        stream = self._offline_stream(int(sr or self.sample_rate))
+        with stream:
+            out = [stream.push(x), stream.flush()]
+        return np.concatenate(out)
+
+    def convert_file(self, in_path: str | Path, out_path: str | Path, *,
+                     progress: bool | Callable[[float], Any] | None = None,
+                     block_seconds: float = 10.0) -> float:
+        """Convert an audio file block by block (bounded memory); returns its duration (s).
+
+        The output (``.wav`` float or ``.flac`` 16-bit, by suffix) has the input's sample rate
+        and length and a provenance tag; it appears atomically: on any error no file is left.
+        ``progress``: ``True`` for a tqdm bar, or a callable given the seconds just converted.
+        Unreadable inputs raise ``AudioError`` (a ``UserError``) naming the file.
+        """
+        in_path, out_path = Path(in_path), Path(out_path)
+        rate, frames = audio_info(in_path)
+        duration = frames / rate
+        bar = None
+        if progress is True:
+            from tqdm import tqdm
+
+            bar = tqdm(total=round(duration, 2), unit="s", desc=in_path.name, leave=False)
+            update: Callable[[float], Any] | None = bar.update
+        else:
+            update = progress if callable(progress) else None
+        stream = self._offline_stream(rate)
+        try:
+            with stream, AudioWriter(out_path, rate) as writer:
+                for block in iter_blocks(in_path, rate, block_seconds):
+                    writer.write(stream.push(block))
+                    if update is not None:
+                        update(block.size / rate)
+                writer.write(stream.flush())
+        finally:
+            if bar is not None:
+                bar.close()
+        return duration
+
+    def export_onnx(self, path: str | Path, opset: int = 17) -> Path:
+        return export_onnx(self, path, opset)
+
+
+# --- exports -----------------------------------------------------------------------------------
+
+def save_generator(path: str | Path, source: Converter | dict[str, Any] | str | Path,
+                   dtype: torch.dtype = torch.float16, use_ema: bool = True) -> Path:
+    """Write a small generator-only checkpoint (``Converter.from_checkpoint`` reads it).
+
+    ``source``: a ``Converter``, a loaded checkpoint dict, or a checkpoint file / run folder
+    (its EMA generator if it has one and ``use_ema``). Weights are stored without spectral norm
+    in ``dtype`` (half precision by default: half the size of the float32 weights; converted
+    mels change by ~1e-3). Atomic write.
+    """
+    if isinstance(source, Converter):
+        conv = source
+    elif isinstance(source, dict):
+        conv = Converter.from_payload(source, device="cpu", use_ema=use_ema)
+    else:
+        conv = Converter.from_checkpoint(source, device="cpu", use_ema=use_ema)
+    state = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu())
+             for k, v in conv.generator.state_dict().items()}
+    path = Path(path)
+    save_checkpoint(path, {"config": to_dict(conv.config), "kind": "generator",
+                           "models": {"generator": state}})
+    return path
+
+
+def export_onnx(source: Converter | nn.Module, path: str | Path, opset: int = 17,
+                n_mels: int | None = None, chunk_frames: int | None = None) -> Path:
+    """Export G to ONNX (input ``mel`` / output ``converted``, ``(batch, n_mels, frames)``,
+    dynamic batch and frames; frames must be a multiple of 4, the model expects chunks of
+    ``chunk_frames``). Atomic write; the model's metadata carries the provenance tag."""
+    if isinstance(source, Converter):
+        module, cfg = source.generator, source.config
+        n_mels, chunk_frames = cfg.features.n_mels, cfg.model.chunk_frames
+        meta = {"sample_rate": cfg.features.sample_rate, "hop_length": cfg.features.hop_length,
+                "n_fft": cfg.features.n_fft}
+    else:
+        module, meta = source, {}
+        if n_mels is None or chunk_frames is None:
+            raise ValueError("export_onnx(module, ...) needs n_mels and chunk_frames")
+        if any(isinstance(m, nn.Module) and "parametrizations" in dict(m.named_children())
+               for m in module.modules()):
+            module = inference_copy(module)
+    module = copy.deepcopy(module).cpu().eval()  # the converter's own copy stays where it is
+    meta |= {"n_mels": n_mels, "chunk_frames": chunk_frames, "provenance": PROVENANCE}
+    path = Path(path)
+    example = torch.zeros(2, n_mels, chunk_frames)
+    try:
+        import onnx
+    except ImportError:
+        raise ConfigError("ONNX export needs the 'export' extra: pip install 'melganvc[export]'") \
+            from None
+    import warnings
+
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exporter deprecation / constant-folding chatter
+        torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=opset,
+                          input_names=["mel"], output_names=["converted"],
+                          dynamic_axes={"mel": {0: "batch", 2: "frames"},
+                                        "converted": {0: "batch", 2: "frames"}})
+        model = onnx.load(str(tmp))
+        for key, value in meta.items():
+            model.metadata_props.add(key=key, value=str(value))
+        model.doc_string = "MelGAN-VC generator exported by melganvc; " + PROVENANCE
+        onnx.save(model, str(tmp))
+    return path
