@@ -82,7 +82,7 @@ def reference_checkpoint(folder: Path) -> Path:
     return path
 
 
-def timed(fn, repeat: int = 1) -> float:  # noqa: ANN001
+def timed(fn, repeat: int = 1) -> float:
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()

@@ -14,7 +14,7 @@ first_batch = []
 original_sample = fit_module.sample_batch
 
 
-def recording_sample(*args):  # noqa: ANN002, ANN202
+def recording_sample(*args):
     batch = original_sample(*args)
     if not first_batch:
         first_batch.append(batch[0].clone())

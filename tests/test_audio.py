@@ -39,10 +39,9 @@ def test_save_is_tagged_and_round_trips(tmp_path: Path, suffix: str) -> None:
 
 
 def test_failed_write_leaves_no_file(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError):
-        with AudioWriter(tmp_path / "x.wav", 16000) as writer:
-            writer.write(np.zeros(100))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), AudioWriter(tmp_path / "x.wav", 16000) as writer:
+        writer.write(np.zeros(100))
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -22,7 +22,7 @@ def test_translate_any_length_with_identity_and_batches() -> None:
 
 def test_translate_is_chunkwise() -> None:
     """A generator that adds the chunk mean: each chunk must be processed on its own."""
-    g = lambda x: x - x.mean(dim=(1, 2), keepdim=True)  # noqa: E731
+    g = lambda x: x - x.mean(dim=(1, 2), keepdim=True)
     mel = torch.rand(3, 8)
     out = translate_chunks(g, mel, 4)
     assert torch.allclose(out[:, :4].mean(), torch.tensor(0.0), atol=1e-6)

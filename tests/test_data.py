@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import speech_like
+
 from melganvc.config import preset_config
 from melganvc.data import MelCorpus, is_prepared, prepare, trim_silence
 from melganvc.errors import UserError

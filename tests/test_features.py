@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import shared_path, speech_like
+
 from melganvc.audio import load
 from melganvc.config import Config, preset_config
 from melganvc.features import MelSpectrogram, mel_filterbank
 
 
-def reference_mel(wave: np.ndarray, cfg) -> np.ndarray:  # noqa: ANN001
+def reference_mel(wave: np.ndarray, cfg) -> np.ndarray:
     """The method's pipeline computed independently with librosa in float64."""
     librosa = pytest.importorskip("librosa")
     f = cfg

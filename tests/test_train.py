@@ -13,7 +13,7 @@ from melganvc.fit import fit, open_corpora
 from melganvc.train import build_state, sample_batch, train_batch
 
 
-def tiny(steps: int, **extra: str):  # noqa: ANN201
+def tiny(steps: int, **extra: str):
     sets = [f"train.steps={steps}", "train.checkpoint_every=3", "train.eval_every=0"]
     return apply_overrides(preset_config("tiny"), sets + [f"{k}={v}" for k, v in extra.items()])
 
@@ -33,14 +33,14 @@ def test_train_batch_updates_on_schedule(tiny_corpora: tuple[Path, Path]) -> Non
     assert all(torch.equal(a, p) for a, p in zip(g_after, state.generator.parameters()))
 
 
-def collect_losses(cfg, corpora, run: Path, resume: bool = False) -> dict[int, dict]:  # noqa: ANN001
+def collect_losses(cfg, corpora, run: Path, resume: bool = False) -> dict[int, dict]:
     """Run ``fit`` and record each step's losses through a patched ``train_batch``."""
     import melganvc.fit as fit_module
 
     seen: dict[int, dict] = {}
     original = fit_module.train_batch
 
-    def spy(state, a, b):  # noqa: ANN001, ANN202
+    def spy(state, a, b):
         step = state.step
         seen[step] = original(state, a, b)
         return seen[step]

@@ -21,6 +21,8 @@ WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".opus"}
 PROVENANCE = f"converted by melganvc {__version__} (voice conversion; synthetic audio)"
 MIN_SAMPLE_RATE = 1000  # lower rates are broken or hostile headers (and would upsample 16x+)
+MAX_AMPLITUDE = 1e6  # float files may exceed 1.0 (even int16-scaled floats do), not by this
+UNKNOWN_FRAMES = 2**63 - 1  # what libsndfile reports when a header does not give the length
 READ_SAMPLES = 1 << 22  # samples per read: a header's claimed length is never allocated up front
 
 
@@ -51,6 +53,22 @@ def _open(path: Path) -> sf.SoundFile:
     return handle
 
 
+def _sequential(handle: sf.SoundFile) -> sf.SoundFile:
+    """Mark ``handle`` for front-to-back reading only.
+
+    After every read soundfile re-seeks to where the read ended; in a FLAC whose header holds
+    no length (streamed encoders write 0, libsndfile then reports 2^63 frames) or a wrong one,
+    that seek fails at the end of the data, and the samples just read are lost. libsndfile has
+    already advanced the position, so for sequential reads the seek is redundant: skip it.
+    """
+    handle.seekable = lambda: False  # the instance attribute shadows the method
+    return handle
+
+
+def _unknown_length(handle: sf.SoundFile) -> bool:
+    return handle.frames >= UNKNOWN_FRAMES
+
+
 def _read_block(path: Path, handle: sf.SoundFile, frames: int) -> np.ndarray:
     try:
         return handle.read(frames, dtype="float32", always_2d=True)
@@ -64,8 +82,14 @@ def _block_frames(handle: sf.SoundFile, frames: int) -> int:
 
 
 def _check_finite(path: Path, block: np.ndarray) -> None:
-    if not np.isfinite(block).all():
+    if not block.size:
+        return
+    peak = float(np.abs(block).max())  # NaN propagates through max
+    if not np.isfinite(peak):
         raise AudioError(path, "contains NaN or infinite samples")
+    if peak > MAX_AMPLITUDE:
+        raise AudioError(path, f"samples far outside [-1, 1] (peak {peak:.3g}): "
+                               "a damaged floating-point file?")
 
 
 def _to_mono(block: np.ndarray) -> np.ndarray:
@@ -73,9 +97,22 @@ def _to_mono(block: np.ndarray) -> np.ndarray:
 
 
 def audio_info(path: str | Path) -> tuple[int, int]:
-    """(sample_rate, frames) without reading samples; raises ``AudioError`` on bad files."""
-    with _open(Path(path)) as handle:
-        return handle.samplerate, handle.frames
+    """(sample_rate, frames) without reading samples (unless the header does not say how many:
+    then they are counted); raises ``AudioError`` on bad files."""
+    path = Path(path)
+    with _open(path) as handle:
+        if not _unknown_length(handle):
+            return handle.samplerate, handle.frames
+        _sequential(handle)
+        block, frames = _block_frames(handle, READ_SAMPLES), 0
+        while True:
+            count = _read_block(path, handle, block).shape[0]
+            frames += count
+            if count < block:
+                break
+        if frames == 0:
+            raise AudioError(path, "contains no audio (zero length)")
+        return handle.samplerate, frames
 
 
 def load(path: str | Path, sample_rate: int) -> np.ndarray:
@@ -84,7 +121,7 @@ def load(path: str | Path, sample_rate: int) -> np.ndarray:
     Returns shape ``(samples,)``. Raises ``AudioError`` for unreadable, empty or non-finite audio.
     """
     path = Path(path)
-    with _open(path) as handle:
+    with _sequential(_open(path)) as handle:
         # Read in bounded blocks until the data ends: headers can lie about the length (a FLAC
         # of unknown length reports 2^63 frames, a damaged one any number).
         source_rate, block, pieces = handle.samplerate, _block_frames(handle, READ_SAMPLES), []
@@ -108,7 +145,7 @@ def load(path: str | Path, sample_rate: int) -> np.ndarray:
 def iter_blocks(path: str | Path, sample_rate: int, block_seconds: float = 10.0) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks at ``sample_rate`` so hour-long files never sit in memory whole."""
     path = Path(path)
-    with _open(path) as handle:
+    with _sequential(_open(path)) as handle:
         source_rate = handle.samplerate
         block = _block_frames(handle, int(block_seconds * source_rate))
         stream = soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32", quality="HQ") \
@@ -159,9 +196,12 @@ class AudioWriter:
 
     def write(self, block: np.ndarray) -> None:
         assert self._file is not None
-        self._file.write(np.clip(np.asarray(block, dtype=np.float32), -1.0, 1.0))
+        block = np.asarray(block, dtype=np.float32)
+        if block.size and not np.isfinite(block).all():  # never write a file of NaN
+            raise AudioError(self.path, "the output has NaN or infinite samples; nothing written")
+        self._file.write(np.clip(block, -1.0, 1.0))
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+    def __exit__(self, exc_type, exc, tb) -> None:
         if self._file is not None:
             self._file.close()
         self._ctx.__exit__(exc_type, exc, tb)

@@ -7,6 +7,7 @@ can read it and a hostile pickle cannot run code.
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 
 from melganvc import __version__
-from melganvc.config import Config, ConfigError, diff_configs, from_dict, to_dict
+from melganvc.config import Config, ConfigError, from_dict, to_dict
 from melganvc.errors import UserError
 from melganvc.io_utils import atomic_path
 
@@ -29,8 +30,12 @@ class CheckpointError(UserError):
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` (+ format/version tags) atomically: a kill mid-write leaves the old file."""
     payload = {"format": FORMAT, "melganvc_version": __version__, **payload}
-    with atomic_path(Path(path)) as tmp:
-        torch.save(payload, tmp)
+    try:
+        with atomic_path(Path(path)) as tmp:
+            torch.save(payload, tmp)
+    except (OSError, RuntimeError) as exc:  # unwritable folder, disk full (torch: RuntimeError)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_sentence(exc)
+        raise CheckpointError(f"{path}: cannot write checkpoint ({reason})") from None
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -46,20 +51,60 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load safely; corrupt, truncated or code-carrying files raise ``CheckpointError``."""
     path = resolve_checkpoint(path)
+    _check_archive(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path}: refused: the file holds more than weights (a pickled object or code); "
-            f"only load checkpoints you trust ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(_refusal(path, str(exc))) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({_first_sentence(exc)})") \
+            from None
     if not isinstance(payload, dict) or "config" not in payload or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a melganvc checkpoint")
     return payload
 
 
+def _check_archive(path: Path) -> None:
+    """``torch.save`` writes a zip with a CRC per entry, which ``torch.load`` never checks:
+    verify them, so a truncated or bit-flipped file is reported instead of loading garbage."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror or exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to parse the archive means damage
+        if path.stat().st_size == 0:
+            reason = "empty file"
+        elif isinstance(exc, zipfile.BadZipFile) and "not a zip file" in str(exc).lower():
+            reason = "not a complete PyTorch zip archive"
+        else:
+            reason = _first_sentence(exc)
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({reason})") from None
+    if bad is not None:
+        raise CheckpointError(f"{path}: corrupt checkpoint (checksum mismatch in {bad})")
+
+
+def _refusal(path: Path, message: str) -> str:
+    """One line for a weights-only refusal, naming the offending global when torch does."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+    if found:
+        return (f"{path}: refused: it holds a pickled Python object ({found.group(1)}), not just "
+                "weights, and loading it could run code; only use checkpoints you trust")
+    detail = re.search(r"WeightsUnpickler error:\s*(.+)", message)
+    reason = " ".join(detail.group(1).split()) if detail else _first_sentence(message)
+    return (f"{path}: refused: it holds more than weights or is damaged ({reason}); "
+            "only use checkpoints you trust")
+
+
+def _first_sentence(message: object) -> str:
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(message)).strip().splitlines()
+    first = lines[0].split(". ")[0].rstrip(".") if lines else ""
+    return first or (type(message).__name__ if isinstance(message, BaseException) else "unknown")
+
+
 def checkpoint_config(payload: dict[str, Any]) -> Config:
+    if not isinstance(payload.get("config"), dict):
+        raise CheckpointError("checkpoint config is invalid: not a table of fields")
     try:
         return from_dict(payload["config"])
     except ConfigError as exc:
@@ -68,7 +113,20 @@ def checkpoint_config(payload: dict[str, Any]) -> Config:
 
 def check_compatible(cfg: Config, payload: dict[str, Any], sections: tuple[str, ...]) -> None:
     """Refuse to resume/fine-tune when the shape-defining config sections differ."""
-    expected, found = to_dict(cfg), payload["config"]
-    diffs = [d for s in sections for d in diff_configs(expected.get(s, {}), found.get(s, {}), s + ".")]
+    expected, found = to_dict(cfg), payload.get("config")
+    if not isinstance(found, dict):
+        raise CheckpointError("checkpoint config is invalid: not a table of fields")
+    diffs = [d for s in sections for d in _differences(expected.get(s, {}), found.get(s, {}), s)]
     if diffs:
-        raise CheckpointError("checkpoint was made with an incompatible config: " + "; ".join(diffs))
+        raise CheckpointError(
+            "checkpoint was made with an incompatible config: " + "; ".join(diffs)
+            + " (drop the --set/--config that changes it, or train into a new --out)")
+
+
+def _differences(here: Any, there: Any, name: str) -> list[str]:
+    if isinstance(here, dict) and isinstance(there, dict):
+        return [d for key in sorted(set(here) | set(there))
+                for d in _differences(here.get(key), there.get(key), f"{name}.{key}")]
+    if here == there:
+        return []
+    return [f"{name} is {there!r} in the checkpoint but {here!r} in this config"]

@@ -47,6 +47,7 @@ def _setup_resynth(p: argparse.ArgumentParser) -> None:
     p.add_argument("output", type=Path, help="output .wav or .flac")
     p.add_argument("--inversion", choices=["gl", "grad"], help="inversion method (default: config)")
     p.add_argument("--iters", type=int, help="Griffin-Lim iterations or GRAD steps")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_config_args(p)
 
 
@@ -55,11 +56,18 @@ def _resynth(args: argparse.Namespace) -> int:
     import torch
 
     from melganvc.audio import load, save
+    from melganvc.errors import AudioError
     from melganvc.features import MelSpectrogram
     from melganvc.invert import Inverter
 
     cfg = with_inversion_args(resolve_config(args), args)
+    if args.output.exists() and not args.overwrite:
+        raise UserError(f"{args.output} exists (use --overwrite)")
     wave = load(args.input, cfg.features.sample_rate)
+    hop = cfg.features.hop_length
+    if wave.size < hop:  # one mel frame inverts to zero samples
+        raise AudioError(args.input, f"too short to resynthesise ({wave.size} samples at "
+                                     f"{cfg.features.sample_rate} Hz; need at least {hop})")
     mel = MelSpectrogram(cfg.features)(torch.from_numpy(wave))
     out = Inverter(cfg.features, cfg.inversion)(mel)
     save(args.output, out.reshape(-1).numpy(), cfg.features.sample_rate)
@@ -82,22 +90,24 @@ def with_inversion_args(cfg: Config, args: argparse.Namespace) -> Config:
 def _setup_prepare(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", type=Path, help="folder of audio for one domain (searched at any depth)")
     p.add_argument("output", type=Path, help="folder to write the cached mels to")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_args(p)
 
 
 @command("prepare", "cache one domain's audio as normalised mels for training", _setup_prepare)
 def _prepare(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
-    report = prepare_domain(cfg, args.source, args.output)
+    report = prepare_domain(cfg, args.source, args.output, progress=not args.no_progress)
     print(f"prepared {report.kept} files ({report.frames} frames) into {args.output}")
     return 0
 
 
-def prepare_domain(cfg: Config, source: Path, output: Path):
+def prepare_domain(cfg: Config, source: Path, output: Path, progress: bool = True):
     from melganvc.data import prepare, print_report
     from melganvc.train import CROP_CHUNKS
 
-    report = prepare(source, output, cfg.features, CROP_CHUNKS * cfg.model.chunk_frames)
+    report = prepare(source, output, cfg.features, CROP_CHUNKS * cfg.model.chunk_frames,
+                     progress=progress)
     print_report(source, report)
     return report
 
@@ -132,7 +142,7 @@ def _train(args: argparse.Namespace) -> int:
         if not is_prepared(path):
             cache = args.out / "cache" / name
             if not is_prepared(cache):
-                prepare_domain(cfg, path, cache)
+                prepare_domain(cfg, path, cache, progress=not args.no_progress)
             path = cache
         corpora.append(path)
     state = fit(cfg, corpora[0], corpora[1], args.out, resume=args.resume,

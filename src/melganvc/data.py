@@ -20,7 +20,7 @@ from melganvc.audio import is_audio_path, load
 from melganvc.config import FeatureConfig, to_dict
 from melganvc.errors import AudioError, UserError
 from melganvc.features import MelSpectrogram
-from melganvc.io_utils import atomic_path, atomic_write_text
+from melganvc.io_utils import atomic_path, atomic_write_text, remove_stale_temps
 
 INDEX = "index.json"
 SHARD = "mels.npy"
@@ -78,29 +78,37 @@ def prepare(source: Path, out: Path, features: FeatureConfig, min_frames: int,
             unreadable.append(str(exc))
             continue
         with torch.no_grad():
-            mel = trim_silence(extractor(torch.from_numpy(wave)))
+            mel = trim_silence(extractor.long(torch.from_numpy(wave)))
         if mel.shape[1] < min_frames:
             too_short.append(str(path))
             continue
         mels.append(mel.numpy().astype(np.float16))
         names.append(str(path.relative_to(source)))
     if not mels:
+        example = (unreadable or [f"{too_short[0]}: shorter than {min_frames} frames"])[0]
         raise UserError(f"{source}: no usable audio (unreadable: {len(unreadable)}, "
-                        f"shorter than {min_frames} frames: {len(too_short)})")
+                        f"shorter than {min_frames} frames: {len(too_short)}; first: {example})")
     _write_shard(Path(out), mels, names, features)
     frames = sum(m.shape[1] for m in mels)
     return PrepareReport(len(mels), frames, too_short, unreadable, len(other))
 
 
 def _write_shard(out: Path, mels: list[np.ndarray], names: list[str], features: FeatureConfig) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     lengths = [m.shape[1] for m in mels]
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
-    with atomic_path(out / SHARD) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.concatenate(mels, axis=1))
     index = {"features": to_dict(features), "names": names, "offsets": offsets, "lengths": lengths}
-    atomic_write_text(out / INDEX, json.dumps(index))  # written last: its presence means "complete"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(out, SHARD, INDEX)  # left by a killed earlier prepare
+        # The index is written last: its presence means "complete". Drop an old one first, so
+        # a kill between the two writes cannot pair an old index with a new shard.
+        (out / INDEX).unlink(missing_ok=True)
+        with atomic_path(out / SHARD) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, np.concatenate(mels, axis=1))
+        atomic_write_text(out / INDEX, json.dumps(index))
+    except OSError as exc:
+        raise UserError(f"{out}: cannot write the prepared corpus ({exc.strerror or exc})") \
+            from None
 
 
 def is_prepared(path: Path) -> bool:
@@ -114,14 +122,26 @@ class MelCorpus:
         path = Path(path)
         if not is_prepared(path):
             raise UserError(f"{path}: not a prepared corpus (run 'melganvc prepare' first)")
-        index = json.loads((path / INDEX).read_text())
-        if index["features"] != to_dict(features):
+        try:
+            index = json.loads((path / INDEX).read_text())
+            same_features = index["features"] == to_dict(features)
+            self.mels = np.load(path / SHARD, mmap_mode="r")
+            self.names: list[str] = list(index["names"])
+            self.offsets = np.asarray(index["offsets"], dtype=np.int64)
+            self.lengths = np.asarray(index["lengths"], dtype=np.int64)
+            consistent = (self.mels.ndim == 2 and self.mels.shape[0] == features.n_mels
+                          and len(self.names) == self.offsets.size == self.lengths.size
+                          and bool(np.all(self.offsets + self.lengths <= self.mels.shape[1])))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{path}: damaged prepared corpus ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); "
+                            "delete it and prepare again") from None
+        if not same_features:
             raise UserError(f"{path}: prepared with different feature settings than this config; "
                             "prepare it again")
-        self.mels = np.load(path / SHARD, mmap_mode="r")
-        self.names: list[str] = index["names"]
-        self.offsets = np.asarray(index["offsets"], dtype=np.int64)
-        self.lengths = np.asarray(index["lengths"], dtype=np.int64)
+        if not consistent:
+            raise UserError(f"{path}: damaged prepared corpus (index and mels do not match); "
+                            "delete it and prepare again")
         self.crop_frames = crop_frames
         positions = self.lengths - crop_frames + 1
         keep = positions > 0

@@ -8,6 +8,7 @@ Systems in one run, so every number has its floor and ceiling beside it:
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ def load_folder(folder: Path, limit: int | None = None, sample_rate: int = SAMPL
         try:
             out.append(Utterance(str(path.relative_to(folder).with_suffix("")), load(path, sample_rate)))
         except AudioError as exc:
-            print(f"melganvc: warning: skipped {exc}")
+            print(f"melganvc: warning: skipped {exc}", file=sys.stderr)
     if not out:
         raise UserError(f"{folder}: no readable audio to evaluate")
     return out

@@ -10,7 +10,6 @@ global caches); everything is batched torch, so the same code runs on CPU and GP
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -18,6 +17,7 @@ from torch import Tensor, nn
 from melganvc.config import FeatureConfig
 
 AMIN = 1e-10
+POWER_CAP = 1e30  # far above the +1 clip of the normalised range, far below float32's max
 
 
 def hz_to_mel_htk(hz: np.ndarray | float) -> np.ndarray:
@@ -76,8 +76,13 @@ class MelSpectrogram(nn.Module):
         return spec[..., :frames]
 
     def power_mel(self, wave: Tensor) -> Tensor:
-        spec = self.stft(wave)
+        return self._power_mel(self.stft(wave))
+
+    def _power_mel(self, spec: Tensor) -> Tensor:
         power = (spec.real.square() + spec.imag.square()) / self.power_scale
+        # Samples beyond ~1e17 (a damaged float file) overflow to inf, and inf * 0 in the
+        # filterbank product would be NaN: cap them, so finite audio always gives a finite mel.
+        power = torch.nan_to_num(power, nan=POWER_CAP, posinf=POWER_CAP)
         return torch.matmul(self.filterbank, power)
 
     def forward(self, wave: Tensor) -> Tensor:
@@ -85,6 +90,24 @@ class MelSpectrogram(nn.Module):
         mel = self.normalize(power_to_db(self.power_mel(wave.unsqueeze(0) if squeeze else wave),
                                          self.cfg.ref_level_db))
         return mel[0] if squeeze else mel
+
+    def long(self, wave: Tensor, block_frames: int = 4096) -> Tensor:
+        """``forward`` for one long ``(samples,)`` wave in bounded memory: the same frames,
+        ``block_frames`` at a time from the reflect-padded signal (an hour of 16 kHz audio
+        would otherwise hold a 1.4 GB complex spectrogram at once)."""
+        frames, half = self.num_frames(wave.shape[-1]), self.cfg.n_fft // 2
+        if frames <= block_frames or wave.shape[-1] <= half:
+            return self(wave)
+        hop = self.cfg.hop_length
+        padded = torch.nn.functional.pad(wave[None, None], (half, half), mode="reflect")[0, 0]
+        out = []
+        for start in range(0, frames, block_frames):
+            stop = min(frames, start + block_frames)
+            piece = padded[start * hop : (stop - 1) * hop + self.cfg.n_fft]
+            spec = torch.stft(piece, self.cfg.n_fft, hop, window=self.window, center=False,
+                              return_complex=True)
+            out.append(self.normalize(power_to_db(self._power_mel(spec), self.cfg.ref_level_db)))
+        return torch.cat(out, dim=-1)
 
     def normalize(self, db: Tensor) -> Tensor:
         lo = self.cfg.min_level_db

@@ -17,10 +17,12 @@ import torch
 from tqdm import tqdm
 
 from melganvc import distributed as dist_utils
+from melganvc.checkpoint import CHECKPOINT_NAME
 from melganvc.chunks import translate_chunks
 from melganvc.config import Config, save_config
 from melganvc.data import MelCorpus
 from melganvc.errors import UserError
+from melganvc.io_utils import remove_stale_temps
 from melganvc.train import (
     CROP_CHUNKS,
     TrainState,
@@ -33,6 +35,7 @@ from melganvc.train import (
     try_resume,
 )
 
+CONFIG_NAME = "config.yaml"
 EVAL_MAX_FRAMES = 256  # ~3 s of 16 kHz speech per logged example
 
 
@@ -52,7 +55,7 @@ def mel_image(mel: torch.Tensor) -> np.ndarray:
     return ((mel.flip(0).clamp(-1, 1) + 1) / 2).unsqueeze(0).cpu().numpy()
 
 
-def log_samples(state: TrainState, writer, examples: list[torch.Tensor]) -> None:  # noqa: ANN001
+def log_samples(state: TrainState, writer, examples: list[torch.Tensor]) -> None:
     from melganvc.invert import Inverter  # only when sampling: inversion is not needed to train
 
     generator = state.inference_generator()
@@ -75,7 +78,7 @@ def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool
     device = dist_utils.local_device(select_device(cfg.train.device))
     dist_utils.init_from_env(device)
     run_dir = Path(run_dir)
-    if (run_dir / "checkpoint.pt").exists() and not resume:
+    if (run_dir / CHECKPOINT_NAME).exists() and not resume:
         raise UserError(f"{run_dir}: already holds a run; pass --resume to continue it "
                         "or choose another --out")
     data_a, data_b = open_corpora(cfg, corpus_a, corpus_b)
@@ -88,8 +91,14 @@ def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool
     if main:
         from torch.utils.tensorboard import SummaryWriter
 
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            # A kill mid-write leaves a temp file beside the (intact) checkpoint: clear it.
+            remove_stale_temps(run_dir, CHECKPOINT_NAME, CONFIG_NAME)
+            save_config(cfg, run_dir / CONFIG_NAME)
+        except OSError as exc:
+            raise UserError(f"{run_dir}: cannot write the run folder ({exc.strerror or exc})") \
+                from None
         writer = SummaryWriter(str(run_dir / "logs"))
     examples = eval_examples(cfg, data_a)
     _loop(state, data_a, data_b, run_dir, writer, examples, progress and main)
@@ -98,7 +107,7 @@ def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool
     return state
 
 
-def _loop(state: TrainState, data_a: MelCorpus, data_b: MelCorpus, run_dir: Path, writer,  # noqa: ANN001
+def _loop(state: TrainState, data_a: MelCorpus, data_b: MelCorpus, run_dir: Path, writer,
           examples: list[torch.Tensor], progress: bool) -> None:
     t = state.cfg.train
     started = time.monotonic()

@@ -8,7 +8,6 @@ split into 3 chunks, translated as one batch, joined, and judged whole by the cr
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,13 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from melganvc import distributed as dist_utils
-from melganvc.checkpoint import CHECKPOINT_NAME, check_compatible, load_checkpoint, save_checkpoint
+from melganvc.checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    check_compatible,
+    load_checkpoint,
+    save_checkpoint,
+)
 from melganvc.chunks import join_chunks, split_chunks
 from melganvc.config import Config, to_dict
 from melganvc.losses import (
@@ -190,6 +195,18 @@ def state_payload(state: TrainState) -> dict[str, Any]:
 
 def restore_state(state: TrainState, payload: dict[str, Any]) -> None:
     check_compatible(state.cfg, payload, ("features", "model"))
+    if payload.get("kind") == "generator":
+        raise CheckpointError("a generator-only export holds no training state; resume from "
+                              "the run folder's checkpoint.pt")
+    try:
+        _restore(state, payload)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint holds incomplete or damaged training state ({detail})") \
+            from None
+
+
+def _restore(state: TrainState, payload: dict[str, Any]) -> None:
     models = payload["models"]
     state.generator.load_state_dict(models["generator"])
     state.critic.load_state_dict(models["critic"])
@@ -212,7 +229,11 @@ def try_resume(state: TrainState, run_dir: Path) -> bool:
     path = run_dir / CHECKPOINT_NAME
     if not path.is_file():
         return False
-    restore_state(state, load_checkpoint(path, map_location=state.device))
+    payload = load_checkpoint(path, map_location=state.device)  # its errors name the file
+    try:
+        restore_state(state, payload)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     return True
 
 
