@@ -66,6 +66,7 @@ class Trainer:
     proc: subprocess.Popen
     stderr_path: Path
     lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     @classmethod
     def start(cls, tmp: Path, argv: list[str], index: int) -> Trainer:
@@ -77,7 +78,8 @@ class Trainer:
         proc = subprocess.Popen([sys.executable, str(script), *argv], stdout=subprocess.PIPE,
                                 stderr=stderr_path.open("w"), text=True, env=env)
         trainer = cls(proc, stderr_path)
-        threading.Thread(target=trainer._read, daemon=True).start()
+        trainer.reader = threading.Thread(target=trainer._read, daemon=True)
+        trainer.reader.start()
         return trainer
 
     def _read(self) -> None:
@@ -97,7 +99,12 @@ class Trainer:
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         assert self.proc.wait(timeout=30) == -signal.SIGKILL
-        time.sleep(0.05)  # let the reader thread drain the pipe
+        self.drain()
+
+    def drain(self) -> None:
+        """Wait for the reader to see the end of the (dead) process's output."""
+        assert self.reader is not None
+        self.reader.join(timeout=30)
 
     def stderr(self) -> str:
         return self.stderr_path.read_text()
@@ -158,7 +165,7 @@ def run_kill_campaign(tmp_path: Path, domains: tuple[Path, Path], plan: list[str
                 trainer.stderr()
             time.sleep(rng.uniform(0.0, 0.3))
         elif mode == "checkpoint":
-            def writing() -> bool:
+            def writing(stale: set[str] = stale) -> bool:
                 return any(p.name not in stale for p in checkpoint_temps(run_dir))
 
             assert wait_for(writing, proc, poll=0.0005), trainer.stderr()
@@ -172,7 +179,7 @@ def run_kill_campaign(tmp_path: Path, domains: tuple[Path, Path], plan: list[str
             kills.append(Kill(mode, trainer.last_step, saved, left[0] if left else None))
         else:
             assert proc.wait(timeout=300) == 0, trainer.stderr()
-            time.sleep(0.05)
+            trainer.drain()
         # The run that was just killed (or finished) started where the last kill left it
         # (unless it was killed before it got that far).
         if trainer.steps or mode == "finish":

@@ -234,14 +234,34 @@ def test_resynth_in_place_with_overwrite(corpus: Path, tmp_path: Path, capsys) -
 def test_resynth_unwritable_output(corpus: Path, tmp_path: Path, capsys) -> None:
     blocker = tmp_path / "a file"
     blocker.write_text("not a folder")
-    for out in (blocker / "out.wav", blocker / "deeper" / "out.wav", tmp_path / "out.mp3"):
-        status, _, err = run(capsys, "resynth", corpus / "silence.wav", out, *FAST_RESYNTH)
+    (tmp_path / "a folder.wav").mkdir()
+    for out in (blocker / "out.wav", blocker / "deeper" / "out.wav", tmp_path / "out.mp3",
+                tmp_path / "a folder.wav"):
+        status, _, err = run(capsys, "resynth", corpus / "silence.wav", out, *FAST_RESYNTH,
+                             "--overwrite")
         assert status == 2
         lines = error_lines(err)
         assert len(lines) == 1 and str(out) in lines[0], err
         assert "cannot write" in lines[0]
-        assert not out.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a file"]
+        assert not out.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a file", "a folder.wav"]
+    assert not list((tmp_path / "a folder.wav").iterdir())
+
+
+@pytest.mark.parametrize("stage", ["write", "close"])
+def test_write_failures_are_audio_errors(stage: str, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk (simulated) mid-write or at close: one AudioError, no file, no temp file."""
+    from melganvc.audio import save
+
+    def full(*args, **kwargs) -> None:
+        raise RuntimeError("No space left on device")
+
+    monkeypatch.setattr(sf.SoundFile, stage, full)
+    with pytest.raises(UserError, match=r"out.wav: cannot write \(No space left on device\)"):
+        save(tmp_path / "out.wav", np.zeros(1000, np.float32), SR)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_resynth_read_only_folder(corpus: Path, tmp_path: Path, capsys) -> None:
@@ -560,6 +580,20 @@ def test_checkpoint_without_training_state(good_run: Path, tiny_corpora, tmp_pat
     assert status == 2
     assert error_lines(err) == [(f"melganvc: error: {run_dir / 'checkpoint.pt'}: checkpoint holds "
                                  "incomplete or damaged training state (missing 'optimizers')")]
+
+
+def test_resume_clears_temp_files_a_kill_left(good_run: Path, tiny_corpora, tmp_path: Path,
+                                             capsys) -> None:
+    run_dir = copy_run(good_run, tmp_path)
+    remnants = [run_dir / ".checkpoint.pt.d34d0001.pt.tmp", run_dir / ".config.yaml.d34d.yaml.tmp"]
+    for path in remnants:
+        path.write_bytes(b"half written")
+    keep = run_dir / "notes.tmp"  # not ours: left alone
+    keep.write_text("mine")
+    status, _, err = resume(capsys, tiny_corpora, run_dir, "--set", "train.eval_every=0")
+    assert status == 0, err
+    assert "resuming" in err and not any(p.exists() for p in remnants) and keep.exists()
+    assert load_checkpoint(run_dir)["step"] == 3
 
 
 def test_unwritable_checkpoint_is_a_checkpoint_error(tmp_path: Path) -> None:

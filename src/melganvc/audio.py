@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import soundfile as sf
@@ -180,7 +181,7 @@ class AudioWriter:
         self._ctx = atomic_path(self.path)
         self._file: sf.SoundFile | None = None
 
-    def __enter__(self) -> AudioWriter:
+    def __enter__(self) -> Self:
         try:
             tmp = self._ctx.__enter__()
         except OSError as exc:
@@ -199,12 +200,25 @@ class AudioWriter:
         block = np.asarray(block, dtype=np.float32)
         if block.size and not np.isfinite(block).all():  # never write a file of NaN
             raise AudioError(self.path, "the output has NaN or infinite samples; nothing written")
-        self._file.write(np.clip(block, -1.0, 1.0))
+        try:
+            self._file.write(np.clip(block, -1.0, 1.0))
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:  # e.g. no space left
+            raise AudioError(self.path, f"cannot write ({exc})") from None
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        failure = None
         if self._file is not None:
-            self._file.close()
-        self._ctx.__exit__(exc_type, exc, tb)
+            try:
+                self._file.close()
+            except (sf.LibsndfileError, RuntimeError, OSError) as error:
+                failure = error
+        if exc_type is None and failure is not None:
+            self._ctx.__exit__(type(failure), failure, failure.__traceback__)  # drops the temp file
+            raise AudioError(self.path, f"cannot write ({failure})") from None
+        try:
+            self._ctx.__exit__(exc_type, exc, tb)  # success: rename into place; else: clean up
+        except OSError as error:  # the rename failed, e.g. the target is a folder
+            raise AudioError(self.path, f"cannot write ({error.strerror or error})") from None
 
 
 def save(path: str | Path, waveform: np.ndarray, sample_rate: int) -> None:
