@@ -96,20 +96,12 @@ def _setup_prepare(p: argparse.ArgumentParser) -> None:
 
 @command("prepare", "cache one domain's audio as normalised mels for training", _setup_prepare)
 def _prepare(args: argparse.Namespace) -> int:
+    from melganvc.fit import prepare_domain
+
     cfg = resolve_config(args)
     report = prepare_domain(cfg, args.source, args.output, progress=not args.no_progress)
     print(f"prepared {report.kept} files ({report.frames} frames) into {args.output}")
     return 0
-
-
-def prepare_domain(cfg: Config, source: Path, output: Path, progress: bool = True):
-    from melganvc.data import prepare, print_report
-    from melganvc.train import CROP_CHUNKS
-
-    report = prepare(source, output, cfg.features, CROP_CHUNKS * cfg.model.chunk_frames,
-                     progress=progress)
-    print_report(source, report)
-    return report
 
 
 def _setup_train(p: argparse.ArgumentParser) -> None:
@@ -127,7 +119,7 @@ def _setup_train(p: argparse.ArgumentParser) -> None:
 def _train(args: argparse.Namespace) -> int:
     from melganvc.checkpoint import CHECKPOINT_NAME, checkpoint_config, load_checkpoint
     from melganvc.data import is_prepared
-    from melganvc.fit import fit
+    from melganvc.fit import fit, prepare_domain
 
     if args.resume and (args.out / CHECKPOINT_NAME).is_file() and not args.config:
         cfg = checkpoint_config(load_checkpoint(args.out))  # resume with the run's own config

@@ -229,16 +229,3 @@ def save_config(cfg: Config, path: str | Path) -> None:
     from melganvc.io_utils import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
-
-
-def diff_configs(expected: dict[str, Any], found: dict[str, Any], prefix: str = "") -> list[str]:
-    """Names of fields that differ between two config dicts (for incompatible checkpoints)."""
-    out = []
-    for key in sorted(set(expected) | set(found)):
-        a, b = expected.get(key), found.get(key)
-        name = f"{prefix}{key}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += diff_configs(a, b, name + ".")
-        elif a != b:
-            out.append(f"{name}: {a!r} != {b!r}")
-    return out

@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 from melganvc.config import apply_overrides, preset_config
-from melganvc.data import is_prepared, prepare, print_report
-from melganvc.train import CROP_CHUNKS
+from melganvc.data import is_prepared
 
 
 def ensure_voice_data(data: Path, n_train: int, n_test: int) -> Path:
@@ -28,7 +27,7 @@ def ensure_voice_data(data: Path, n_train: int, n_test: int) -> Path:
 
 
 def train_demo(voice: Path, run: Path, minutes: float, steps: int | None) -> Path:
-    from melganvc.fit import fit
+    from melganvc.fit import fit, prepare_domain
 
     sets = [f"train.max_minutes={minutes}"] + ([f"train.steps={steps}"] if steps else [])
     cfg = apply_overrides(preset_config("demo"), sets)
@@ -36,9 +35,7 @@ def train_demo(voice: Path, run: Path, minutes: float, steps: int | None) -> Pat
     for name in ("A", "B"):
         cache = run / "cache" / name
         if not is_prepared(cache):
-            source = voice / name / "train"
-            print_report(source, prepare(source, cache, cfg.features,
-                                         CROP_CHUNKS * cfg.model.chunk_frames))
+            prepare_domain(cfg, voice / name / "train", cache)
         caches.append(cache)
     print(f"[2/4] training for up to {minutes:g} min (resumes {run} if it exists)")
     state = fit(cfg, caches[0], caches[1], run, resume=True)

@@ -20,7 +20,7 @@ from melganvc import distributed as dist_utils
 from melganvc.checkpoint import CHECKPOINT_NAME
 from melganvc.chunks import translate_chunks
 from melganvc.config import Config, save_config
-from melganvc.data import MelCorpus
+from melganvc.data import MelCorpus, PrepareReport, prepare, print_report
 from melganvc.errors import UserError
 from melganvc.io_utils import remove_stale_temps
 from melganvc.train import (
@@ -37,6 +37,14 @@ from melganvc.train import (
 
 CONFIG_NAME = "config.yaml"
 EVAL_MAX_FRAMES = 256  # ~3 s of 16 kHz speech per logged example
+
+
+def prepare_domain(cfg: Config, source: Path, output: Path, progress: bool = True) -> PrepareReport:
+    """Cache one domain for this config's crop length, printing counted skips."""
+    report = prepare(source, output, cfg.features, CROP_CHUNKS * cfg.model.chunk_frames,
+                     progress=progress)
+    print_report(source, report)
+    return report
 
 
 def open_corpora(cfg: Config, a: Path, b: Path) -> tuple[MelCorpus, MelCorpus]:

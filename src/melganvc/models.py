@@ -117,6 +117,14 @@ def _bn_act(bn: nn.BatchNorm1d, y: Tensor) -> Tensor:
     return F.leaky_relu(bn(y.reshape(-1, y.shape[-1])), LEAKY_SLOPE, inplace=True).view(y.shape)
 
 
+def encoder_geometry(frames: int) -> tuple[tuple[int, int], tuple[int, int], int]:
+    """Keras "same" paddings of the critic/siamese stride-2 convs (kernels 9 and 7) after the
+    valid (n_mels x 3) conv, and the frames left at the end."""
+    t1 = frames - 2
+    t2 = -(-t1 // 2)
+    return keras_same_padding(t1, 9, 2), keras_same_padding(t2, 7, 2), -(-t2 // 2)
+
+
 def count_parameters(module: nn.Module) -> int:
     """Trainable parameters (spectral-norm ``original`` weights count once; u, v are buffers)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
@@ -466,17 +474,12 @@ class Critic(nn.Module):
                         "spectral_norm": spectral_norm}
         self.n_mels, self.frames, self.channels = n_mels, frames, channels
         c, sn = channels, spectral_norm
-        t1 = frames - 2
-        pad2 = keras_same_padding(t1, 9, 2)
-        t2 = -(-t1 // 2)
-        pad3 = keras_same_padding(t2, 7, 2)
-        t3 = -(-t2 // 2)
-        self.out_frames = t3
+        pad2, pad3, self.out_frames = encoder_geometry(frames)
         self.conv1 = _maybe_sn(FreqConv(n_mels, c, kernel=3), sn)
         self.conv2 = _maybe_sn(TimeConv(c, c, 9, 2, pad2), sn)
         self.conv3 = _maybe_sn(TimeConv(c, c, 7, 2, pad3), sn)
-        self.dense = nn.Linear(c * t3, 1, bias=True)
-        he_uniform_(self.dense.weight, fan_in=c * t3)
+        self.dense = nn.Linear(c * self.out_frames, 1, bias=True)
+        he_uniform_(self.dense.weight, fan_in=c * self.out_frames)
         nn.init.zeros_(self.dense.bias)
         _maybe_sn(self.dense, sn)
 
@@ -507,20 +510,15 @@ class Siamese(nn.Module):
                         "vec_len": vec_len}
         self.n_mels, self.frames, self.channels, self.vec_len = n_mels, frames, channels, vec_len
         c = channels
-        t1 = frames - 2
-        pad2 = keras_same_padding(t1, 9, 2)
-        t2 = -(-t1 // 2)
-        pad3 = keras_same_padding(t2, 7, 2)
-        t3 = -(-t2 // 2)
-        self.out_frames = t3
+        pad2, pad3, self.out_frames = encoder_geometry(frames)
         self.conv1 = FreqConv(n_mels, c, kernel=3)
         self.bn1 = _bn(c)
         self.conv2 = TimeConv(c, c, 9, 2, pad2)
         self.bn2 = _bn(c)
         self.conv3 = TimeConv(c, c, 7, 2, pad3)
         self.bn3 = _bn(c)
-        self.dense = nn.Linear(c * t3, vec_len, bias=True)
-        glorot_uniform_(self.dense.weight, fan_in=c * t3, fan_out=vec_len)
+        self.dense = nn.Linear(c * self.out_frames, vec_len, bias=True)
+        glorot_uniform_(self.dense.weight, fan_in=c * self.out_frames, fan_out=vec_len)
         nn.init.zeros_(self.dense.bias)
 
     def forward(self, x: Tensor) -> Tensor:
