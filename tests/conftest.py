@@ -7,9 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
-from melganvc.config import Config, preset_config
+from melganvc.checkpoint import save_checkpoint
+from melganvc.config import Config, preset_config, to_dict
 from melganvc.data import prepare
+from melganvc.models import build_models
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -58,3 +61,14 @@ def tiny_corpora(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         prepare(src, root / name, cfg.features, 72, progress=False)
         out.append(root / name)
     return out[0], out[1]
+
+
+def make_checkpoint(path: Path, seed: int = 0) -> Path:
+    """An untrained tiny generator saved as a training-style checkpoint (SN parametrised)."""
+    cfg = preset_config("tiny")
+    torch.manual_seed(seed)
+    gen = build_models(cfg)[0]
+    gen(torch.rand(4, cfg.features.n_mels, 24) * 2 - 1)  # move BN stats / SN estimate off init
+    save_checkpoint(path, {"config": to_dict(cfg), "step": 0,
+                           "models": {"generator": gen.eval().state_dict()}})
+    return path

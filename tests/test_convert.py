@@ -9,30 +9,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import speech_like
+from conftest import make_checkpoint, speech_like
 from torch import nn
 
 from melganvc.audio import load, read_comment
-from melganvc.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from melganvc.checkpoint import CheckpointError, load_checkpoint
 from melganvc.cli import main
-from melganvc.config import ConfigError, apply_overrides, preset_config, to_dict
+from melganvc.config import ConfigError, apply_overrides, preset_config
 from melganvc.convert import Converter, load_generator, resolve_overlap, save_generator
-from melganvc.models import build_models
 from melganvc.seams import seam_score
 
 FAST = ["gl_iters=4", "nnls_iters=10"]  # fast inversion: these tests check plumbing, not quality
 CLI_FAST = ["--iters", "4", "--set", "inversion.nnls_iters=10", "--no-progress", "--device", "cpu"]
-
-
-def make_checkpoint(path: Path, seed: int = 0) -> Path:
-    """An untrained tiny generator saved as a training-style checkpoint (SN parametrised)."""
-    cfg = preset_config("tiny")
-    torch.manual_seed(seed)
-    gen = build_models(cfg)[0]
-    gen(torch.rand(4, cfg.features.n_mels, 24) * 2 - 1)  # move BN stats / SN estimate off init
-    save_checkpoint(path, {"config": to_dict(cfg), "step": 0,
-                           "models": {"generator": gen.eval().state_dict()}})
-    return path
 
 
 @pytest.fixture(scope="module")

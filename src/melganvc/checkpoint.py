@@ -39,12 +39,21 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A run folder means its latest checkpoint; a file is itself."""
+    """A run folder means its latest checkpoint; a file is itself; a bundled model's name
+    (``demo-voice``, see ``melganvc.pretrained``) its packaged file, unless a path of that
+    name exists here."""
+    from melganvc.pretrained import bundled_models
+
     path = Path(path)
+    bundled = bundled_models()
+    if not path.exists() and str(path) in bundled:
+        return bundled[str(path)]
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     if not path.is_file():
-        raise CheckpointError(f"{path}: no checkpoint found")
+        names = ", ".join(bundled) or "none installed"
+        raise CheckpointError(f"{path}: no checkpoint found (give a run folder, a checkpoint "
+                              f"file or a bundled model: {names})")
     return path
 
 

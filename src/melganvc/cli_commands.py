@@ -130,3 +130,77 @@ def _export_onnx(args: argparse.Namespace) -> int:
     print(f"wrote {args.output}: input 'mel' (batch, {cfg.features.n_mels}, frames), frames a "
           f"multiple of 4; trained on chunks of {cfg.model.chunk_frames} frames")
     return 0
+
+
+# --- export-generator / models ----------------------------------------------------------------
+
+
+def _setup_export_generator(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", required=True, type=Path, help="run folder or checkpoint file")
+    p.add_argument("output", type=Path, help="output .pt (generator only, half precision)")
+    p.add_argument("--no-ema", action="store_true", help="export the raw generator, not its EMA")
+    p.add_argument("--fp32", action="store_true", help="keep float32 weights")
+
+
+@command("export-generator", "write a small generator-only checkpoint to share or bundle",
+         _setup_export_generator)
+def _export_generator(args: argparse.Namespace) -> int:
+    import torch
+
+    from melganvc.convert import save_generator
+
+    dtype = torch.float32 if args.fp32 else torch.float16
+    path = save_generator(args.output, args.ckpt, dtype=dtype, use_ema=not args.no_ema)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB); convert with --ckpt {path}")
+    return 0
+
+
+@command("models", "list the bundled pretrained models (usable as --ckpt NAME)",
+         lambda p: None)
+def _models(args: argparse.Namespace) -> int:
+    from melganvc.pretrained import bundled_models, model_card
+
+    for name, path in bundled_models().items():
+        title = next((line.lstrip("# ") for line in model_card(name).splitlines() if line), "")
+        print(f"{name:<14} {path.stat().st_size / 2**20:5.1f} MB  {title}")
+    return 0
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+def _setup_serve(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", type=Path, action="append", default=[],
+                   help="also offer this run folder or checkpoint (repeatable)")
+    p.add_argument("--runs", type=Path, default=Path("runs"),
+                   help="offer the runs found in this folder (default: runs)")
+    p.add_argument("--no-bundled", action="store_true", help="do not offer the bundled models")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--max-mb", type=float, default=50.0, help="largest upload (MB)")
+    p.add_argument("--max-seconds", type=float, default=300.0, help="longest upload (seconds)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+
+
+@command("serve", "web page: upload or record audio, convert, listen, compare", _setup_serve)
+def _serve(args: argparse.Namespace) -> int:
+    from melganvc.serve import Catalog, ConversionService, Limits
+    from melganvc.webui import serve
+
+    if args.max_mb <= 0 or args.max_seconds <= 0:
+        raise UserError("--max-mb and --max-seconds must be positive")
+    if not 0 < args.port < 65536:
+        raise UserError("--port must be between 1 and 65535")
+    service = ConversionService(Catalog(tuple(args.ckpt), args.runs, not args.no_bundled), Limits(args.max_mb,
+                                args.max_seconds), device=args.device)
+    if not service.model_names():
+        raise UserError(f"no models to serve: none bundled, no runs in {args.runs}, no --ckpt")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"melganvc: warning: serving on {args.host}: other machines can reach this page",
+              file=sys.stderr)
+    try:
+        serve(service, args.host, args.port)
+    finally:
+        service.close()
+    return 0

@@ -1,0 +1,134 @@
+"""``melganvc serve`` end to end in a real browser: Debian's Chromium driven by Playwright.
+
+Starts the CLI on a free localhost port, uploads a short wav, converts, fetches the result the
+page plays and checks it (non-silent, right duration); then a corrupt and a too-long upload,
+and the Training tab. The screenshot is kept in ``test-artifacts/web-ui.png``.
+
+Needs ``playwright`` (Python package; its own browser download is not used) and Chromium at
+``/usr/bin/chromium`` (``apt-get install chromium``; ``.ci/run`` installs it and sets
+``MELGANVC_REQUIRE_BROWSER=1`` so a missing browser fails CI instead of skipping).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import make_checkpoint, speech_like
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+# Headless as root in a closed network: no sandbox, and none of Chromium's background traffic.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path() -> str:
+    path = os.environ.get("MELGANVC_CHROMIUM") or shutil.which("chromium") or ""
+    missing = []
+    if not path:
+        missing.append("Chromium (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("playwright (pip install playwright)")
+    if missing:
+        reason = "browser test needs " + " and ".join(missing)
+        if os.environ.get("MELGANVC_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    chromium_path()
+    root = tmp_path_factory.mktemp("webui")
+    ckpt = make_checkpoint(root / "toy.pt")
+    runs = root / "runs"
+    (runs / "toy-run").mkdir(parents=True)
+    shutil.copy(ckpt, runs / "toy-run" / "checkpoint.pt")
+    port = free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1", GRADIO_TEMP_DIR=str(root / "gradio"))
+    with open(root / "serve.log", "w+") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "melganvc", "serve", "--ckpt", str(ckpt), "--runs", str(runs),
+             "--no-bundled", "--port", str(port), "--max-seconds", "3", "--device", "cpu"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    proc.kill()
+                    pytest.fail(f"melganvc serve did not start:\n{log.read()}")
+                time.sleep(0.5)
+        yield url, root
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_upload_convert_listen(server: tuple[str, Path]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, root = server
+    good = root / "hello.wav"
+    sf.write(good, speech_like(2.0, sr=22050), 22050)
+    bad = root / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    long = root / "long.wav"
+    sf.write(long, speech_like(4.0), 16000)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url, timeout=60_000)
+        expect(page.locator("#about")).to_contain_text("16000 Hz", timeout=30_000)
+
+        upload = page.locator("#source input[type=file]")
+        upload.set_input_files(str(good))
+        page.locator("#convert").click()
+        expect(page.locator("#status")).to_contain_text("converted 2.0 s", timeout=120_000)
+        link = page.locator("#result a[download]").first
+        expect(link).to_have_attribute("download", "hello_toy.wav")
+        with urllib.request.urlopen(link.get_attribute("href"), timeout=30) as response:
+            audio, rate = sf.read(io.BytesIO(response.read()))
+        assert rate == 22050 and abs(audio.shape[0] / rate - 2.0) < 1e-3
+        assert np.sqrt(np.mean(audio**2)) > 0.01, "converted audio is silent"
+        expect(page.locator("#result-mel img")).to_be_visible()
+        expect(page.locator("#download")).to_be_visible()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "web-ui.png"), full_page=True)
+
+        for path, message in ((bad, "broken.wav: not a readable audio file"),
+                              (long, "long.wav: 4 s is longer than the 3 s limit")):
+            page.locator("#source button[aria-label='Clear']").first.click()
+            upload.set_input_files(str(path))
+            page.locator("#convert").click()
+            expect(page.locator("#status")).to_contain_text(message, timeout=60_000)
+            expect(page.locator("#download")).to_be_hidden()
+
+        page.get_by_role("tab", name="Training").click()
+        expect(page.locator("#run-status")).to_contain_text("toy-run", timeout=30_000)
+        browser.close()
