@@ -72,6 +72,13 @@ def test_loudness_follows_input_and_never_clips(conv: Converter, level: float) -
     assert np.abs(raw).max() <= 0.99 + 1e-6  # the cap holds without the loudness match too
 
 
+@pytest.mark.parametrize("scale", [1e20, 3e38, 1e-30])
+def test_extreme_levels_stay_finite(conv: Converter, scale: float) -> None:
+    """Damaged float audio (samples up to float32's limit) once gave NaN through the API."""
+    y = conv.convert(speech_like(1.0) * np.float32(scale), 16000)
+    assert np.isfinite(y).all() and np.abs(y).max() <= 0.99 + 1e-6
+
+
 def test_long_file_block_wise_matches_whole(conv: Converter, tmp_path: Path) -> None:
     x = speech_like(30.0, seed=3)
     sf.write(tmp_path / "long.wav", x, 16000, subtype="FLOAT")

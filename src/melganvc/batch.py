@@ -61,7 +61,8 @@ def plan_jobs(inputs: list[Path], out_dir: Path, suffix: str, report: BatchRepor
         for src, dst in pairs:
             first = claimed.setdefault(dst.resolve(), src)
             if first != src:
-                report.failed.append(f"{src}: its output {dst} is already written from {first}")
+                report.failed.append(f"{src}: not converted: its output name {dst} is taken by "
+                                     f"{first} (same name, other extension); rename one of them")
                 warn(f"melganvc: error: {report.failed[-1]}")
                 continue
             jobs.append((src, dst))

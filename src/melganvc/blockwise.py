@@ -85,7 +85,7 @@ class FeatureStream:
         with torch.no_grad():
             spec = torch.stft(segment.to(mel.window.device), self.n_fft, self.hop,
                               window=mel.window, center=False, return_complex=True)
-            power = (spec.real.square() + spec.imag.square()) / mel.power_scale
+            power = mel.power(spec)
             if count < MIN_COLUMNS:  # see MIN_COLUMNS: same BLAS path for every block size
                 power = torch.nn.functional.pad(power, (0, MIN_COLUMNS - count))
             out = mel.normalize(power_to_db(torch.matmul(mel.filterbank, power),

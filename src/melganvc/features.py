@@ -78,12 +78,15 @@ class MelSpectrogram(nn.Module):
     def power_mel(self, wave: Tensor) -> Tensor:
         return self._power_mel(self.stft(wave))
 
-    def _power_mel(self, spec: Tensor) -> Tensor:
+    def power(self, spec: Tensor) -> Tensor:
+        """Normalised power of a complex STFT, finite for any finite audio."""
         power = (spec.real.square() + spec.imag.square()) / self.power_scale
         # Samples beyond ~1e17 (a damaged float file) overflow to inf, and inf * 0 in the
         # filterbank product would be NaN: cap them, so finite audio always gives a finite mel.
-        power = torch.nan_to_num(power, nan=POWER_CAP, posinf=POWER_CAP)
-        return torch.matmul(self.filterbank, power)
+        return torch.nan_to_num(power, nan=POWER_CAP, posinf=POWER_CAP)
+
+    def _power_mel(self, spec: Tensor) -> Tensor:
+        return torch.matmul(self.filterbank, self.power(spec))
 
     def forward(self, wave: Tensor) -> Tensor:
         squeeze = wave.dim() == 1

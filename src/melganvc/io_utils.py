@@ -22,10 +22,26 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
     tmp = _create_temp(path, (suffix if suffix is not None else path.suffix) + ".tmp")
     try:
         yield tmp
+        _fsync(tmp)  # data on disk before the rename, so a power cut cannot leave an empty file
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync(path.parent)  # and the rename itself
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or folder's data to disk (best effort: some file systems refuse)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _create_temp(path: Path, suffix: str) -> Path:

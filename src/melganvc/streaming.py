@@ -208,6 +208,7 @@ class _Gate:
         self.energy, self.samples, self.loudest = 0.0, 0, 0.0
 
     def add(self, frame: np.ndarray) -> None:
+        frame = frame.astype(np.float64)  # float32 energy overflows for samples above ~1e19
         energy = float(np.dot(frame, frame))
         rms = math.sqrt(energy / frame.size)
         self.loudest = max(self.loudest, rms)
