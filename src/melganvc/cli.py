@@ -197,19 +197,24 @@ def _demo_data(args: argparse.Namespace) -> int:
 
 def _setup_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo folder")
-    p.add_argument("--minutes", type=float, default=4.0, help="training time budget")
-    p.add_argument("--steps", type=int, help="stop after this many batches instead")
-    p.add_argument("--train", type=int, default=120, help="training sentences per voice")
+    p.add_argument("--train", action="store_true",
+                   help="train a model instead of using the bundled demo-voice model")
+    p.add_argument("--minutes", type=float, help="training time budget (implies --train; "
+                   "default 4)")
+    p.add_argument("--steps", type=int, help="stop after this many batches (implies --train)")
+    p.add_argument("--sentences", type=int, default=120, help="training sentences per voice")
     p.add_argument("--test", type=int, default=10, help="held-out sentences per voice")
 
 
-@command("demo", "end to end on built-in data: demo voices -> train -> convert -> report",
+@command("demo", "end to end on built-in data: demo voices -> (bundled or trained) model -> "
+         "convert -> report",
          _setup_demo)
 def _demo(args: argparse.Namespace) -> int:
     from melganvc.demo import run_demo
 
-    run_demo(args.out, minutes=args.minutes, steps=args.steps, n_train=args.train,
-             n_test=args.test)
+    train = args.train or args.minutes is not None or args.steps is not None
+    run_demo(args.out, minutes=4.0 if args.minutes is None else args.minutes, steps=args.steps,
+             n_train=args.sentences, n_test=args.test, train=train)
     return 0
 
 

@@ -1,8 +1,9 @@
 """``melganvc demo`` / ``make demo``: hear the method work in minutes, offline, on 2 CPU cores.
 
-Generates two synthetic speakers (espeak-ng, male A and female B, disjoint sentences), trains
-the small ``demo`` configuration for a time budget (resuming an earlier demo run), converts
-A's held-out sentences, and writes an evaluation report with identity and oracle baselines.
+Generates two synthetic speakers (espeak-ng, male A and female B, disjoint sentences), takes
+the bundled ``demo-voice`` generator (or, with ``train=True`` or when none is bundled, trains
+the small ``demo`` configuration for a time budget, resuming an earlier demo run), converts A's
+held-out sentences, and writes an evaluation report with identity and oracle baselines.
 """
 
 from __future__ import annotations
@@ -57,16 +58,27 @@ def convert_demo(run: Path, sources: Path, out: Path) -> list[Path]:
     return outputs
 
 
+BUNDLED = "demo-voice"
+
+
 def run_demo(out: Path, minutes: float = 4.0, steps: int | None = None, n_train: int = 120,
-             n_test: int = 10) -> dict:
-    """The whole demo; returns the evaluation results."""
+             n_test: int = 10, train: bool = False) -> dict:
+    """The whole demo; returns the evaluation results. Trains only when asked to (``train``)
+    or when the package has no bundled ``demo-voice`` model."""
     from melganvc.checkpoint import checkpoint_config, load_checkpoint
     from melganvc.evaluate import run_evaluation, summary_lines
+    from melganvc.pretrained import bundled_path
 
     started = time.monotonic()
     out = Path(out)
     voice = ensure_voice_data(out / "data", n_train, n_test)
-    run = train_demo(voice, out / "run", minutes, steps)
+    bundled = bundled_path(BUNDLED)
+    if train or bundled is None:
+        run = train_demo(voice, out / "run", minutes, steps)
+    else:
+        run = bundled
+        print(f"[2/4] using the bundled pretrained model '{BUNDLED}' ({bundled.name}; "
+              f"model card: melganvc models); `melganvc demo --train` trains your own")
     converted = out / "converted"
     convert_demo(run, voice / "A" / "test", converted)
     print("[4/4] evaluating (speaker similarity, ASR, F0) against identity and oracle baselines")
@@ -77,5 +89,6 @@ def run_demo(out: Path, minutes: float = 4.0, steps: int | None = None, n_train:
     print(f"\ndone in {(time.monotonic() - started) / 60:.1f} min")
     print(f"  listen:  {converted}/  (sources: {voice / 'A' / 'test'}/, target voice: {voice / 'B' / 'test'}/)")
     print(f"  report:  {out / 'report' / 'report.html'}")
-    print(f"  logs:    tensorboard --logdir {run / 'logs'}")
+    if run != bundled:
+        print(f"  logs:    tensorboard --logdir {run / 'logs'}")
     return results
