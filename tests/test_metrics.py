@@ -30,6 +30,7 @@ from melganvc.metrics import (
     speaker_centroid,
     speaker_similarity,
     spectral_distance,
+    timbre_profile,
     wave_key,
 )
 from melganvc.report import EvalItem, evaluate_systems
@@ -140,6 +141,19 @@ def test_mcd_grows_with_spectral_difference() -> None:
 
 
 # ------------------------------------------------------------------ text metrics
+
+
+def test_timbre_profile_tells_tone_colours_apart_whatever_the_level() -> None:
+    bright = [harmonic(220.0, seed=s) + 0.5 * harmonic(1760.0, seed=s) for s in range(3)]
+    dull = [harmonic(220.0, seed=s) for s in range(3)]
+    p_bright = [timbre_profile(w) for w in bright]
+    p_dull = [timbre_profile(w) for w in dull]
+    assert np.linalg.norm(p_bright[0]) == pytest.approx(1.0) and abs(p_bright[0].mean()) < 1e-9
+    assert cosine(timbre_profile(0.01 * bright[0]), p_bright[0]) == pytest.approx(1.0, abs=1e-6)
+    c_bright, c_dull = centroid_of(np.array(p_bright[1:])), centroid_of(np.array(p_dull[1:]))
+    assert cosine(p_bright[0], c_bright) > cosine(p_bright[0], c_dull) + 0.01
+    assert cosine(p_dull[0], c_dull) > cosine(p_dull[0], c_bright) + 0.01
+    assert np.isnan(timbre_profile(np.zeros(SR, np.float32))).all()
 
 
 def test_normalize_text_and_error_rates() -> None:

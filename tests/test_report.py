@@ -95,6 +95,10 @@ def test_results_structure(results: dict) -> None:
         assert key in row
     assert converted["mean"]["accept_rate"] == 1.0
     assert results["systems"]["identity"]["mean"]["accept_rate"] == 0.0
+    # timbre needs no model: 118 Hz harmonics sit closer to the 110 Hz voice than to 220 Hz
+    assert converted["mean"]["timbre_accept"] == 1.0
+    assert results["systems"]["identity"]["mean"]["timbre_accept"] == 0.0
+    assert converted["mean"]["timbre_target"] > converted["mean"]["timbre_source"]
     assert results["systems"]["identity"]["mean"]["cer"] == 0.0
     oracle = results["systems"]["oracle <b>"]["mean"]
     assert oracle["mcd"] is None and oracle["cer"] is None and oracle["sim_target"] < 0.9999
@@ -110,6 +114,7 @@ def test_metrics_without_models_are_none() -> None:
     row = results["systems"]["converted"]["per_utterance"][0]
     assert row["sim_target"] is None and row["cer"] is None and row["mcd"] is None
     assert row["f0_hz"] == pytest.approx(150.0, rel=0.05)
+    assert row["timbre_target"] == pytest.approx(1.0) and row["timbre_accepted"] is None
     assert results["systems"]["converted"]["mean"]["accept_rate"] is None
     with pytest.raises(ValueError, match="target"):
         evaluate_systems({}, target_refs=[])

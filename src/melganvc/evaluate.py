@@ -125,7 +125,8 @@ def run_evaluation(cfg: Config, *, ckpt: Path | None, source: Path, target: Path
     return results
 
 
-SUMMARY_KEYS = ("sim_target", "sim_source", "accept_rate", "cer_corpus", "wer_corpus", "mcd", "f0_hz")
+SUMMARY_KEYS = ("sim_target", "sim_source", "accept_rate", "timbre_accept", "cer_corpus",
+                "wer_corpus", "mcd", "f0_hz")
 
 
 def summary_lines(results: dict) -> list[str]:

@@ -7,6 +7,9 @@ Four families, each a small function that takes waves and returns plain numbers:
   ``speaker_centroid`` averages a speaker's utterances; ``speaker_scores`` gives the cosine of
   one utterance to the target and to the source centroid and whether it is closer to the target
   (the share of such utterances is the *accept rate*).
+* **Timbre** (any audio, music included) -- ``timbre_profile``: the mean log-mel spectrum of
+  the non-silent frames, centred and unit-norm; scored against target and source centroids
+  like the speaker embeddings (``timbre_accept``: share of clips closer to the target).
 * **Content** -- offline English ASR with pocketsphinx 5 (``Transcriber``), then CER / WER
   (jiwer) of the converted audio's transcript against its source's transcript.
 * **Spectral distance** against a parallel reference (same sentence, target speaker): mel-cepstral
@@ -364,6 +367,20 @@ def _power_and_mel(wave: np.ndarray, cfg: SpectralConfig) -> tuple[np.ndarray, n
 def mel_spectrogram_db(wave: np.ndarray, cfg: SpectralConfig = SpectralConfig()) -> np.ndarray:
     """Level-normalised log-mel spectrogram in dB, ``(n_mels, frames)`` (for display)."""
     return 10.0 * np.log10(_power_and_mel(wave, cfg)[1]).T
+
+
+def timbre_profile(wave: np.ndarray, cfg: SpectralConfig = SpectralConfig()) -> np.ndarray:
+    """A clip's average spectral envelope, for any audio (speech or music): the mean log-mel
+    spectrum (dB) of its non-silent frames, centred and unit-norm, so that level and length drop
+    out. For a voice it reflects formants and pitch region, for an instrument its timbre;
+    compare two with ``cosine``. NaN for a flat spectrum."""
+    db = mel_spectrogram_db(wave, cfg)  # (n_mels, frames)
+    level = db.max(axis=0)
+    keep = level >= level.max() - (cfg.silence_db if cfg.silence_db is not None else np.inf)
+    profile = db[:, keep].mean(axis=1)
+    profile = profile - profile.mean()
+    norm = float(np.linalg.norm(profile))
+    return profile / norm if norm > 1e-9 else np.full_like(profile, np.nan)
 
 
 def spectral_features(wave: np.ndarray, cfg: SpectralConfig = SpectralConfig()) -> SpectralFeatures:

@@ -59,6 +59,7 @@ from melganvc.metrics import (
     semitones,
     speaker_scores,
     spectral_distance,
+    timbre_profile,
     wave_key,
 )
 
@@ -72,6 +73,12 @@ METRICS: dict[str, dict[str, str]] = {
                    "note": "cosine to the source speaker centroid"},
     "accept_rate": {"label": "accept rate", "better": "higher",
                     "note": "share of utterances closer to the target than to the source centroid"},
+    "timbre_target": {"label": "timbre to target", "better": "higher",
+                      "note": "cosine of the mean log-mel profile to the target's (any audio)"},
+    "timbre_source": {"label": "timbre to source", "better": "lower",
+                      "note": "cosine of the mean log-mel profile to the source's"},
+    "timbre_accept": {"label": "timbre accept", "better": "higher",
+                      "note": "share of clips whose profile is closer to the target's"},
     "cer": {"label": "CER", "better": "lower",
             "note": "character error rate of the output's ASR transcript vs the source's"},
     "wer": {"label": "WER", "better": "lower", "note": "word error rate, same transcripts"},
@@ -95,7 +102,10 @@ CORPUS_METRICS: dict[str, dict[str, str]] = {
     "wer_corpus": {"label": "WER (corpus)", "better": "lower",
                    "note": "word edits over all reference words"},
 }
-BAR_METRICS = ("sim_target", "accept_rate", "cer", "mcd", "lsd", "f0_mean_diff_st")
+BAR_METRICS = ("sim_target", "accept_rate", "timbre_accept", "cer", "mcd", "lsd",
+               "f0_mean_diff_st")
+# rates over per-utterance booleans: mean key -> row key
+ACCEPT_KEYS = {"accept_rate": "accepted", "timbre_accept": "timbre_accepted"}
 
 
 @dataclass(frozen=True)
@@ -205,26 +215,33 @@ def evaluate_systems(
     target_f0 = f0_stats_from_contours(target_contours)
     source_f0 = f0_stats_from_contours(source_contours)
 
-    speaker: dict[str, Any] = {}
-    if encoder is not None:
-        start = time.perf_counter()
-        say("speaker embeddings of the reference utterances")
+    def references_of(embed: Callable[[list[np.ndarray]], np.ndarray]) -> dict[str, Any]:
+        out = {}
         for role, refs in (("target", target_refs), ("source", source_refs)):
-            embeddings = encoder.embed_many(list(refs), sample_rate)
-            speaker[role] = {
-                "embeddings": embeddings,
-                "keys": [wave_key(w, sample_rate) for w in refs],
-                "centroid": centroid_of(embeddings) if len(refs) else None,
-            }
-        timer.add("speaker", start)
+            embeddings = embed(list(refs))
+            out[role] = {"embeddings": embeddings,
+                         "keys": [wave_key(w, sample_rate) for w in refs],
+                         "centroid": centroid_of(embeddings) if len(refs) else None}
+        return out
 
-    def centroid(role: str, key: str) -> np.ndarray | None:
-        info = speaker.get(role)
+    def centroid(references: dict[str, Any], role: str, key: str) -> np.ndarray | None:
+        info = references.get(role)
         if info is None or info["centroid"] is None:
             return None
         if key in info["keys"] and len(info["keys"]) > 1:
             return centroid_of(np.delete(info["embeddings"], info["keys"].index(key), axis=0))
         return info["centroid"]
+
+    speaker: dict[str, Any] = {}
+    if encoder is not None:
+        start = time.perf_counter()
+        say("speaker embeddings of the reference utterances")
+        speaker = references_of(lambda waves: encoder.embed_many(waves, sample_rate))
+        timer.add("speaker", start)
+    start = time.perf_counter()
+    timbre = references_of(lambda waves: np.array([timbre_profile(w, cfg) for w in waves])
+                           .reshape(len(waves), cfg.n_mels))
+    timer.add("spectral", start)
 
     results_systems: dict[str, Any] = {}
     for system, raw_items in systems.items():
@@ -236,12 +253,22 @@ def evaluate_systems(
             wave = np.asarray(item.converted, dtype=np.float32).reshape(-1)
             row: dict[str, Any] = {"name": item.name, "duration_s": wave.size / sample_rate}
 
+            key = wave_key(wave, sample_rate)
+            start = time.perf_counter()
+            profile = timbre_profile(wave, cfg)
+            tgt, src = centroid(timbre, "target", key), centroid(timbre, "source", key)
+            row["timbre_target"] = cosine(profile, tgt)
+            row["timbre_source"] = row["timbre_accepted"] = None
+            if src is not None:
+                scores = speaker_scores(profile, tgt, src)
+                row["timbre_source"], row["timbre_accepted"] = scores.to_source, scores.accepted
+            timer.add("spectral", start)
+
             row.update(sim_target=None, sim_source=None, accepted=None)
             if encoder is not None:
                 start = time.perf_counter()
-                key = wave_key(wave, sample_rate)
                 embedding = encoder.embed(wave, sample_rate)
-                tgt, src = centroid("target", key), centroid("source", key)
+                tgt, src = centroid(speaker, "target", key), centroid(speaker, "source", key)
                 row["sim_target"] = cosine(embedding, tgt)
                 if src is not None:
                     scores = speaker_scores(embedding, tgt, src)
@@ -279,8 +306,8 @@ def evaluate_systems(
 
         mean: dict[str, Any] = {"utterances": len(rows)}
         for key in METRICS:
-            if key == "accept_rate":
-                accepted = [r["accepted"] for r in rows if r["accepted"] is not None]
+            if key in ACCEPT_KEYS:
+                accepted = [r[ACCEPT_KEYS[key]] for r in rows if r[ACCEPT_KEYS[key]] is not None]
                 mean[key] = float(np.mean(accepted)) if accepted else None
             else:
                 mean[key] = _nanmean([r.get(key) for r in rows])
@@ -569,7 +596,7 @@ def render_html(results: Mapping[str, Any], examples: Sequence[ReportExample] = 
         out.extend(_example_html(e, max_audio_seconds) for e in examples)
 
     out.append("<h2>Per utterance</h2>")
-    row_keys = ["accepted", *[k for k in METRICS if k != "accept_rate"],
+    row_keys = [*ACCEPT_KEYS.values(), *[k for k in METRICS if k not in ACCEPT_KEYS],
                 "transcript", "source_transcript"]
     for name, system in systems.items():
         keys = [k for k in row_keys if any(r.get(k) is not None for r in system["per_utterance"])]
