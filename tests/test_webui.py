@@ -2,7 +2,7 @@
 
 Starts the CLI on a free localhost port, uploads a short wav, converts, fetches the result the
 page plays and checks it (non-silent, right duration); then a corrupt and a too-long upload,
-and the Training tab. The screenshot is kept in ``test-artifacts/web-ui.png``.
+the Training tab, and a recording from Chromium's fake microphone. The screenshot is kept in ``test-artifacts/web-ui.png``.
 
 Needs ``playwright`` (Python package; its own browser download is not used) and Chromium at
 ``/usr/bin/chromium`` (``apt-get install chromium``; ``.ci/run`` installs it and sets
@@ -31,7 +31,9 @@ ARTIFACTS = ROOT / "test-artifacts"
 # Headless as root in a closed network: no sandbox, and none of Chromium's background traffic.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+                 "--disable-component-update", "--disable-sync",
+                 # a fake microphone (a beeping tone) that needs no permission prompt
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
 def chromium_path() -> str:
@@ -70,7 +72,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     with open(root / "serve.log", "w+") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "melganvc", "serve", "--ckpt", str(ckpt), "--runs", str(runs),
-             "--no-bundled", "--port", str(port), "--max-seconds", "3", "--device", "cpu"],
+             "--no-bundled", "--port", str(port), "--max-seconds", "3.5", "--device", "cpu"],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
         url = f"http://127.0.0.1:{port}/"
         deadline = time.monotonic() + 120
@@ -112,8 +114,7 @@ def test_upload_convert_listen(server: tuple[str, Path]) -> None:
         expect(page.locator("#status")).to_contain_text("converted 2.0 s", timeout=120_000)
         link = page.locator("#result a[download]").first
         expect(link).to_have_attribute("download", "hello_toy.wav")
-        with urllib.request.urlopen(link.get_attribute("href"), timeout=30) as response:
-            audio, rate = sf.read(io.BytesIO(response.read()))
+        audio, rate = fetch_result(page)
         assert rate == 22050 and abs(audio.shape[0] / rate - 2.0) < 1e-3
         assert np.sqrt(np.mean(audio**2)) > 0.01, "converted audio is silent"
         expect(page.locator("#result-mel img")).to_be_visible()
@@ -122,7 +123,7 @@ def test_upload_convert_listen(server: tuple[str, Path]) -> None:
         page.screenshot(path=str(ARTIFACTS / "web-ui.png"), full_page=True)
 
         for path, message in ((bad, "broken.wav: not a readable audio file"),
-                              (long, "long.wav: 4 s is longer than the 3 s limit")):
+                              (long, "long.wav: 4 s is longer than the 3.5 s limit")):
             page.locator("#source button[aria-label='Clear']").first.click()
             upload.set_input_files(str(path))
             page.locator("#convert").click()
@@ -131,4 +132,31 @@ def test_upload_convert_listen(server: tuple[str, Path]) -> None:
 
         page.get_by_role("tab", name="Training").click()
         expect(page.locator("#run-status")).to_contain_text("toy-run", timeout=30_000)
+        browser.close()
+
+
+def fetch_result(page) -> tuple[np.ndarray, int]:
+    """The converted audio the page offers (the download link of the result player)."""
+    href = page.locator("#result a[download]").first.get_attribute("href")
+    with urllib.request.urlopen(href, timeout=30) as response:
+        return sf.read(io.BytesIO(response.read()))
+
+
+def test_record_from_microphone(server: tuple[str, Path]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_context(permissions=["microphone"]).new_page()
+        page.goto(url, timeout=60_000)
+        page.locator("#source button[aria-label='Record audio']").click()
+        page.locator("#source button", has_text="Record").first.click()
+        page.wait_for_timeout(2000)
+        page.locator("#source button", has_text="Stop").first.click()
+        page.locator("#convert").click()
+        expect(page.locator("#status")).to_contain_text("converted", timeout=120_000)
+        audio, rate = fetch_result(page)
+        assert 1.0 < audio.shape[0] / rate <= 3.5, "the 2 s recording did not arrive whole"
+        assert np.sqrt(np.mean(audio**2)) > 0.01
         browser.close()
