@@ -333,17 +333,17 @@ def save_generator(path: str | Path, source: Converter | dict[str, Any] | str | 
     in ``dtype`` (half precision by default: half the size of the float32 weights; converted
     mels change by ~1e-3). Atomic write.
     """
-    if isinstance(source, Converter):
-        conv = source
-    elif isinstance(source, dict):
-        conv = Converter.from_payload(source, device="cpu", use_ema=use_ema)
-    else:
-        conv = Converter.from_checkpoint(source, device="cpu", use_ema=use_ema)
+    if isinstance(source, (str, Path)):
+        source = load_checkpoint(source, map_location="cpu")
+    step = source.get("step") if isinstance(source, dict) else None
+    if not isinstance(source, Converter):
+        source = Converter.from_payload(source, device="cpu", use_ema=use_ema)
     state = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu())
-             for k, v in conv.generator.state_dict().items()}
+             for k, v in source.generator.state_dict().items()}
     path = Path(path)
-    save_checkpoint(path, {"config": to_dict(conv.config), "kind": "generator",
-                           "models": {"generator": state}})
+    payload = {"config": to_dict(source.config), "kind": "generator",
+               "models": {"generator": state}}
+    save_checkpoint(path, payload | ({"step": step} if step is not None else {}))
     return path
 
 
