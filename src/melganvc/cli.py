@@ -153,6 +153,8 @@ def _setup_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refs", type=Path, help="parallel target utterances (same names) for MCD/LSD")
     p.add_argument("--out", required=True, type=Path, help="report folder (report.json, report.html)")
     p.add_argument("--limit", type=int, help="evaluate at most this many source utterances")
+    p.add_argument("--music", action="store_true",
+                   help="not speech: skip speaker similarity and ASR (timbre, F0, MCD remain)")
     p.add_argument("--device", default="auto")
 
 
@@ -167,7 +169,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     cfg = checkpoint_config(load_checkpoint(args.ckpt)) if args.ckpt else preset_config("speech16k")
     results = run_evaluation(cfg, ckpt=args.ckpt, source=args.source, target=args.target,
                              out=args.out, refs=args.refs, converted=args.converted,
-                             limit=args.limit, device=args.device)
+                             limit=args.limit, device=args.device, speech=not args.music)
     print("\n".join(summary_lines(results)))
     print(f"report: {args.out / 'report.html'}")
     return 0

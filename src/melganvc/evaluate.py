@@ -87,8 +87,13 @@ def paired(folder: Path | None, names: list[str]) -> dict[str, np.ndarray]:
 
 def run_evaluation(cfg: Config, *, ckpt: Path | None, source: Path, target: Path, out: Path,
                    refs: Path | None = None, converted: Path | None = None,
-                   limit: int | None = None, device: str = "auto", examples: int = 3) -> dict:
-    """Convert (or read) the source utterances, score all systems, write report.json/.html."""
+                   limit: int | None = None, device: str = "auto", examples: int = 3,
+                   speech: bool = True) -> dict:
+    """Convert (or read) the source utterances, score all systems, write report.json/.html.
+
+    ``speech=False`` (music, other audio) skips the speaker encoder and the ASR; timbre,
+    spectral distances and F0 remain."""
+    from melganvc.checkpoint import resolve_checkpoint
     from melganvc.metrics import SpeakerEncoder, Transcriber
     from melganvc.report import EvalItem, ReportExample, evaluate_systems, sha256_file, write_report
 
@@ -116,8 +121,9 @@ def run_evaluation(cfg: Config, *, ckpt: Path | None, source: Path, target: Path
     }
     results = evaluate_systems(
         systems, target_refs=[t.wave for t in targets], source_refs=[u.wave for u in sources],
-        encoder=SpeakerEncoder(), transcriber=Transcriber(), config=to_dict(cfg),
-        checkpoint_sha256=sha256_file(ckpt) if ckpt is not None and Path(ckpt).is_file() else None,
+        encoder=SpeakerEncoder() if speech else None,
+        transcriber=Transcriber() if speech else None, config=to_dict(cfg),
+        checkpoint_sha256=sha256_file(resolve_checkpoint(ckpt)) if ckpt is not None else None,
         rtf=rtf)
     shown = [ReportExample(n, s.wave, w, references.get(n, targets[i % len(targets)].wave))
              for i, (n, w, s) in enumerate(zip(names, outputs, sources)) if i < examples]
