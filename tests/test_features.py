@@ -34,7 +34,7 @@ def test_matches_librosa_on_real_speech() -> None:
     assert worst <= 1e-4
 
 
-@pytest.mark.parametrize("preset", ["music22k", "music44k"])
+@pytest.mark.parametrize("preset", ["speech8k", "music22k", "music44k"])
 def test_presets_match_librosa(preset: str) -> None:
     cfg = preset_config(preset).features
     wave = speech_like(1.0, cfg.sample_rate)

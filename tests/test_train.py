@@ -70,6 +70,15 @@ def test_resume_matches_uninterrupted_run(tiny_corpora: tuple[Path, Path], tmp_p
     assert not list((tmp_path / "full").glob("*.tmp"))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_resume_on_cuda(tiny_corpora: tuple[Path, Path], tmp_path: Path) -> None:
+    """Loading with map_location=cuda moved the CPU RNG state too, and resume refused it."""
+    collect_losses(tiny(3, **{"train.device": "cuda"}), tiny_corpora, tmp_path / "r")
+    resumed = collect_losses(tiny(5, **{"train.device": "cuda"}), tiny_corpora, tmp_path / "r",
+                             resume=True)
+    assert sorted(resumed) == [3, 4]
+
+
 def test_existing_run_needs_resume(tiny_corpora: tuple[Path, Path], tmp_path: Path) -> None:
     fit(tiny(1), *tiny_corpora, tmp_path / "r", progress=False)
     with pytest.raises(UserError, match="--resume"):

@@ -30,7 +30,7 @@ def command(name: str, help_text: str, setup: Callable[[argparse.ArgumentParser]
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML or TOML config file (overrides the preset)")
     parser.add_argument("--preset", default="speech16k",
-                        help="starting point: speech16k (reference), music22k, music44k, tiny")
+                        help="starting point: speech16k (reference), speech8k, music22k, music44k, demo, tiny")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override one config field, e.g. --set train.steps=5000 (repeatable)")
 

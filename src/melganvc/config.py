@@ -115,6 +115,9 @@ class Config:
 # top of the mel scale at Nyquist.
 PRESETS: dict[str, dict[str, Any]] = {
     "speech16k": {},
+    # Telephone-band speech (e.g. FSDD): half the rate, half the hop, half the mel bands.
+    "speech8k": {"features": {"sample_rate": 8000, "n_fft": 576, "hop_length": 96, "n_mels": 96,
+                              "f_max": 4000.0}},
     "music22k": {"features": {"sample_rate": 22050, "n_fft": 1536, "hop_length": 256,
                               "n_mels": 256, "f_max": 11025.0}},
     "music44k": {"features": {"sample_rate": 44100, "n_fft": 3072, "hop_length": 512,
