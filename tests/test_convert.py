@@ -17,6 +17,7 @@ from melganvc.checkpoint import CheckpointError, load_checkpoint
 from melganvc.cli import main
 from melganvc.config import ConfigError, apply_overrides, preset_config
 from melganvc.convert import Converter, load_generator, resolve_overlap, save_generator
+from melganvc.models import Generator
 from melganvc.seams import seam_score
 
 FAST = ["gl_iters=4", "nnls_iters=10"]  # fast inversion: these tests check plumbing, not quality
@@ -292,3 +293,16 @@ def test_cli_user_errors_are_one_line(ckpt: Path, tmp_path: Path, capsys) -> Non
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("melganvc: error:") and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_loading_repairs_shrunken_spectral_norm_vectors() -> None:
+    """EMA generators of earlier runs carry averaged (shrunken) power-iteration vectors; the
+    loader converges sigma for the stored weights, so every conv ends at unit spectral norm."""
+    cfg = preset_config("tiny")
+    torch.manual_seed(3)
+    gen = Generator(cfg.features.n_mels, cfg.model.generator_channels)
+    state = {k: v * 0.05 if k.endswith(("._u", "._v")) else v for k, v in gen.state_dict().items()}
+    plain = load_generator(cfg, state)
+    sigmas = [float(torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2))
+              for k, w in plain.state_dict().items() if k.endswith("weight") and w.dim() > 1]
+    assert sigmas == pytest.approx([1.0] * 6, abs=1e-3)

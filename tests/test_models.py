@@ -26,6 +26,7 @@ from melganvc.models import (
     inference_copy,
     keras_same_padding,
     remove_spectral_norm,
+    settle_spectral_norm,
 )
 
 
@@ -569,3 +570,21 @@ def test_generator_onnx_export_parity(tmp_path):
         got = sess.run(None, {"mel": x.numpy()})[0]
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+def _baked_sigmas(gen: Generator) -> list[float]:
+    """Spectral norms (over dim 0, as normalised) of an inference copy's conv weights."""
+    plain = inference_copy(gen)
+    return [float(torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2))
+            for name, w in plain.state_dict().items() if name.endswith("weight") and w.dim() > 1]
+
+
+def test_settle_spectral_norm_repairs_damaged_vectors():
+    torch.manual_seed(13)
+    gen = Generator(16, 8)
+    for name, buf in gen.named_buffers():
+        if name.endswith(("_u", "_v")):
+            buf.mul_(0.05)  # what averaging unit vectors of different directions does
+    assert max(_baked_sigmas(gen)) > 5  # the damage: weights far above unit spectral norm
+    settle_spectral_norm(gen, 100)
+    assert _baked_sigmas(gen) == pytest.approx([1.0] * 6, abs=1e-3)

@@ -10,7 +10,8 @@ from melganvc.checkpoint import load_checkpoint
 from melganvc.config import apply_overrides, preset_config
 from melganvc.errors import UserError
 from melganvc.fit import fit, open_corpora
-from melganvc.train import build_state, sample_batch, train_batch
+from melganvc.models import inference_copy
+from melganvc.train import build_state, sample_batch, train_batch, update_ema
 
 
 def tiny(steps: int, **extra: str):
@@ -94,3 +95,18 @@ def test_ema_and_eval_logging(tiny_corpora: tuple[Path, Path], tmp_path: Path) -
     ema_w = payload["models"]["generator_ema"]
     gen_w = payload["models"]["generator"]
     assert any(not torch.equal(ema_w[k], gen_w[k]) for k in gen_w if gen_w[k].is_floating_point())
+
+
+def test_ema_keeps_its_own_spectral_norm_vectors() -> None:
+    """Averaging the live vectors (whose direction may flip between steps) shrank the EMA's
+    sigma and blew up its weights; the EMA iterates its own vectors instead."""
+    state = build_state(tiny(1, **{"train.ema": "0.9"}), torch.device("cpu"))
+    for _ in range(20):
+        for name, buf in state.generator.named_buffers():
+            if name.endswith(("_u", "_v")):
+                buf.neg_()  # same sigma for the live model, opposite direction
+        update_ema(state)
+    plain = inference_copy(state.ema)
+    sigmas = [float(torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2))
+              for k, w in plain.state_dict().items() if k.endswith("weight") and w.dim() > 1]
+    assert sigmas == pytest.approx([1.0] * len(sigmas), abs=0.02)

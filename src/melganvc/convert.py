@@ -48,7 +48,7 @@ from melganvc.config import (
 from melganvc.features import MelSpectrogram
 from melganvc.invert import Inverter
 from melganvc.io_utils import atomic_path
-from melganvc.models import Generator, inference_copy
+from melganvc.models import Generator, inference_copy, settle_spectral_norm
 from melganvc.streaming import StreamingConverter
 
 # Half-chunk overlap with a raised-cosine cross-fade: the best seam score (benchmarks/convert.py,
@@ -56,6 +56,7 @@ from melganvc.streaming import StreamingConverter
 # with it (1.0 = no seam); overlaps of 4-8 frames score 0.91-1.01. Costs 2x the generator work
 # (end-to-end RTF 0.063 vs 0.055 on one CPU thread). 0 gives the reference behaviour.
 DEFAULT_OVERLAP = 0.5
+SETTLE_ITERATIONS = 100  # power iterations per spectral-norm layer when loading a run
 
 __all__ = [
     "DEFAULT_OVERLAP",
@@ -145,7 +146,9 @@ def load_generator(cfg: Config, state: dict[str, Tensor]) -> nn.Module:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"generator weights do not fit the checkpoint's config ({first})") \
             from None
-    return inference_copy(gen)
+    # Converge sigma for the weights as stored (also repairs EMA checkpoints of earlier
+    # versions, which averaged the power-iteration vectors).
+    return inference_copy(settle_spectral_norm(gen, SETTLE_ITERATIONS))
 
 
 class Converter:

@@ -35,7 +35,7 @@ from melganvc.losses import (
     margin_loss,
     travel_loss,
 )
-from melganvc.models import build_models
+from melganvc.models import SN_VECTORS, build_models, settle_spectral_norm
 
 CROP_CHUNKS = 3  # chunks per training crop (method.md: crops of 3·L frames)
 
@@ -165,11 +165,15 @@ def update_ema(state: TrainState) -> None:
     if state.ema is None:
         return
     decay = state.cfg.train.ema
-    for ema_p, p in zip(state.ema.state_dict().values(), state.generator.state_dict().values()):
+    live = state.generator.state_dict()
+    for key, ema_p in state.ema.state_dict().items():
+        if key.endswith(SN_VECTORS):
+            continue  # the EMA keeps its own vectors, iterated on its own weights below
         if ema_p.dtype.is_floating_point:
-            ema_p.mul_(decay).add_(p.detach(), alpha=1 - decay)
+            ema_p.mul_(decay).add_(live[key].detach(), alpha=1 - decay)
         else:
-            ema_p.copy_(p)
+            ema_p.copy_(live[key])
+    settle_spectral_norm(state.ema)  # one power iteration per update, as training does
 
 
 def sample_batch(state: TrainState, corpus_a: Any, corpus_b: Any) -> tuple[Tensor, Tensor]:
