@@ -72,3 +72,10 @@ def make_checkpoint(path: Path, seed: int = 0) -> Path:
     save_checkpoint(path, {"config": to_dict(cfg), "step": 0,
                            "models": {"generator": gen.eval().state_dict()}})
     return path
+
+
+def conv_sigmas(state: dict[str, torch.Tensor]) -> list[float]:
+    """Spectral norms (over dim 0, as spectral norm normalises) of a plain state dict's
+    conv and dense weights: all 1.0 for correctly normalised weights."""
+    return [float(torch.linalg.matrix_norm(w.float().reshape(w.shape[0], -1), ord=2))
+            for k, w in state.items() if k.endswith("weight") and w.dim() > 1]

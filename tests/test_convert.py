@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import make_checkpoint, speech_like
+from conftest import conv_sigmas, make_checkpoint, speech_like
 from torch import nn
 
 from melganvc.audio import load, read_comment
@@ -302,7 +302,5 @@ def test_loading_repairs_shrunken_spectral_norm_vectors() -> None:
     torch.manual_seed(3)
     gen = Generator(cfg.features.n_mels, cfg.model.generator_channels)
     state = {k: v * 0.05 if k.endswith(("._u", "._v")) else v for k, v in gen.state_dict().items()}
-    plain = load_generator(cfg, state)
-    sigmas = [float(torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2))
-              for k, w in plain.state_dict().items() if k.endswith("weight") and w.dim() > 1]
+    sigmas = conv_sigmas(load_generator(cfg, state).state_dict())
     assert sigmas == pytest.approx([1.0] * 6, abs=1e-3)

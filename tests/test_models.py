@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import conv_sigmas
 from torch import nn
 
 from melganvc.config import Config, preset_config
@@ -572,19 +573,12 @@ def test_generator_onnx_export_parity(tmp_path):
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
-def _baked_sigmas(gen: Generator) -> list[float]:
-    """Spectral norms (over dim 0, as normalised) of an inference copy's conv weights."""
-    plain = inference_copy(gen)
-    return [float(torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2))
-            for name, w in plain.state_dict().items() if name.endswith("weight") and w.dim() > 1]
-
-
 def test_settle_spectral_norm_repairs_damaged_vectors():
     torch.manual_seed(13)
     gen = Generator(16, 8)
     for name, buf in gen.named_buffers():
         if name.endswith(("_u", "_v")):
             buf.mul_(0.05)  # what averaging unit vectors of different directions does
-    assert max(_baked_sigmas(gen)) > 5  # the damage: weights far above unit spectral norm
+    assert max(conv_sigmas(inference_copy(gen).state_dict())) > 5  # the damage: weights far above unit spectral norm
     settle_spectral_norm(gen, 100)
-    assert _baked_sigmas(gen) == pytest.approx([1.0] * 6, abs=1e-3)
+    assert conv_sigmas(inference_copy(gen).state_dict()) == pytest.approx([1.0] * 6, abs=1e-3)

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import conv_sigmas
 
 from melganvc.checkpoint import load_checkpoint
 from melganvc.config import apply_overrides, preset_config
@@ -106,7 +107,5 @@ def test_ema_keeps_its_own_spectral_norm_vectors() -> None:
             if name.endswith(("_u", "_v")):
                 buf.neg_()  # same sigma for the live model, opposite direction
         update_ema(state)
-    plain = inference_copy(state.ema)
-    sigmas = [float(torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2))
-              for k, w in plain.state_dict().items() if k.endswith("weight") and w.dim() > 1]
+    sigmas = conv_sigmas(inference_copy(state.ema).state_dict())
     assert sigmas == pytest.approx([1.0] * len(sigmas), abs=0.02)
