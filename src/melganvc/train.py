@@ -45,7 +45,7 @@ def select_device(name: str) -> torch.device:
         else torch.device(name)
     if device.type == "cuda":
         # Crops have one fixed shape, so cuDNN's autotuned kernels pay off from the first
-        # batches; TF32 matmuls keep GAN training stable at several times fp32 speed.
+        # batches. TF32 matmuls: the GPU runs of docs/results.md trained with them.
         torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision("high")
     return device
