@@ -154,6 +154,9 @@ def test_bundled_name_resolves_and_converts(fake_bundle: Path, tmp_path: Path,
     svc = ConversionService(Catalog(), workdir=tmp_path / "w")
     assert svc.model_names() == ["bundled: toy-voice"]
     assert "Untrained tiny G." in svc.describe("bundled: toy-voice")
+    own = make_checkpoint(tmp_path / "own.pt")  # named with --ckpt: listed (and selected) first
+    assert ConversionService(Catalog((own,)), workdir=tmp_path / "w2").model_names() == [
+        f"file: {own}", "bundled: toy-voice"]
 
 
 def test_missing_checkpoint_lists_bundled_models(fake_bundle: Path, tmp_path: Path) -> None:

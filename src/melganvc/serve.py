@@ -83,12 +83,13 @@ class Catalog:
     bundled: bool = True
 
     def models(self) -> dict[str, Path]:
-        """Display name -> checkpoint (rescanned on every call: new runs appear)."""
+        """Display name -> checkpoint (rescanned on every call: new runs appear). The models
+        named with ``--ckpt`` come first: the page selects the first one."""
         found: dict[str, Path] = {}
-        if self.bundled:
-            found |= {f"bundled: {name}": path for name, path in bundled_models().items()}
         for ckpt in self.checkpoints:
             found[f"file: {ckpt}"] = resolve_checkpoint(ckpt)
+        if self.bundled:
+            found |= {f"bundled: {name}": path for name, path in bundled_models().items()}
         found |= {f"run: {name}": path / CHECKPOINT_NAME for name, path in self.run_folders().items()}
         return found
 
