@@ -110,6 +110,8 @@ def test_upload_convert_listen(server: tuple[str, Path]) -> None:
 
         upload = page.locator("#source input[type=file]")
         upload.set_input_files(str(good))
+        expect(page.locator("#source button[aria-label='Download']").first).to_be_visible(
+            timeout=30_000)
         page.locator("#convert").click()
         expect(page.locator("#status")).to_contain_text("converted 2.0 s", timeout=120_000)
         link = page.locator("#result a[download]").first
@@ -126,6 +128,8 @@ def test_upload_convert_listen(server: tuple[str, Path]) -> None:
                               (long, "long.wav: 4 s is longer than the 3.5 s limit")):
             page.locator("#source button[aria-label='Clear']").first.click()
             upload.set_input_files(str(path))
+            expect(page.locator("#source button[aria-label='Download']").first).to_be_visible(
+                timeout=30_000)
             page.locator("#convert").click()
             expect(page.locator("#status")).to_contain_text(message, timeout=60_000)
             expect(page.locator("#download")).to_be_hidden()
@@ -154,6 +158,10 @@ def test_record_from_microphone(server: tuple[str, Path]) -> None:
         page.locator("#source button", has_text="Record").first.click()
         page.wait_for_timeout(2000)
         page.locator("#source button", has_text="Stop").first.click()
+        # The recording uploads after Stop; convert once the server holds it (its Download
+        # button appears then; converting earlier answers "upload or record some audio").
+        expect(page.locator("#source button[aria-label='Download']").first).to_be_visible(
+            timeout=30_000)
         page.locator("#convert").click()
         expect(page.locator("#status")).to_contain_text("converted", timeout=120_000)
         audio, rate = fetch_result(page)
