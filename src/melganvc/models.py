@@ -165,13 +165,9 @@ def settle_spectral_norm(module: nn.Module, iterations: int = 1) -> nn.Module:
     """
     for sub in module.modules():
         for p in getattr(getattr(sub, "parametrizations", None), "weight", ()):
-            if not (hasattr(p, "_u") and hasattr(p, "_v")):
-                continue
-            original = sub.parametrizations.weight.original
-            mat = original.movedim(p.dim, 0).reshape(original.shape[p.dim], -1)
-            for _ in range(iterations):
-                p._v.copy_(F.normalize(mat.t() @ p._u, dim=0, eps=p.eps))
-                p._u.copy_(F.normalize(mat @ p._v, dim=0, eps=p.eps))
+            if hasattr(p, "_power_method"):  # torch's own iteration, as a training forward runs it
+                original = sub.parametrizations.weight.original
+                p._power_method(p._reshape_weight_to_matrix(original), iterations)
     return module
 
 
