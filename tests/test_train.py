@@ -35,6 +35,19 @@ def test_train_batch_updates_on_schedule(tiny_corpora: tuple[Path, Path]) -> Non
     assert all(torch.equal(a, p) for a, p in zip(g_after, state.generator.parameters()))
 
 
+def test_critic_augment_changes_what_the_critic_sees(tiny_corpora: tuple[Path, Path]) -> None:
+    losses = {}
+    for augment in (False, True):
+        cfg = tiny(1, **{"train.critic_augment": str(augment).lower()})
+        data_a, data_b = open_corpora(cfg, *tiny_corpora)
+        torch.manual_seed(0)
+        state = build_state(cfg, torch.device("cpu"))
+        losses[augment] = train_batch(state, *sample_batch(state, data_a, data_b))
+        assert all(np.isfinite(v) for v in losses[augment].values())
+    assert losses[True]["loss/critic"] != losses[False]["loss/critic"]
+    assert losses[True]["loss/identity"] == pytest.approx(losses[False]["loss/identity"])
+
+
 def collect_losses(cfg, corpora, run: Path, resume: bool = False) -> dict[int, dict]:
     """Run ``fit`` and record each step's losses through a patched ``train_batch``."""
     import melganvc.fit as fit_module
@@ -55,11 +68,14 @@ def collect_losses(cfg, corpora, run: Path, resume: bool = False) -> dict[int, d
     return seen
 
 
-def test_resume_matches_uninterrupted_run(tiny_corpora: tuple[Path, Path], tmp_path: Path) -> None:
-    full = collect_losses(tiny(6), tiny_corpora, tmp_path / "full")
-    collect_losses(tiny(3), tiny_corpora, tmp_path / "split")
+@pytest.mark.parametrize("extra", [{}, {"train.critic_augment": "true"}], ids=["plain", "augment"])
+def test_resume_matches_uninterrupted_run(tiny_corpora: tuple[Path, Path], tmp_path: Path,
+                                          extra: dict[str, str]) -> None:
+    """Also with the critic's augmentation, whose draws come from the checkpointed torch RNG."""
+    full = collect_losses(tiny(6, **extra), tiny_corpora, tmp_path / "full")
+    collect_losses(tiny(3, **extra), tiny_corpora, tmp_path / "split")
     assert load_checkpoint(tmp_path / "split")["step"] == 3
-    resumed = collect_losses(tiny(6), tiny_corpora, tmp_path / "split", resume=True)
+    resumed = collect_losses(tiny(6, **extra), tiny_corpora, tmp_path / "split", resume=True)
     assert sorted(resumed) == [3, 4, 5]
     for step in (3, 4, 5):
         assert resumed[step] == pytest.approx(full[step], rel=1e-6, abs=1e-7)

@@ -45,8 +45,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
 def _setup_resynth(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", type=Path, help="audio file to read")
     p.add_argument("output", type=Path, help="output .wav or .flac")
-    p.add_argument("--inversion", choices=["gl", "grad"], help="inversion method (default: config)")
-    p.add_argument("--iters", type=int, help="Griffin-Lim iterations or GRAD steps")
+    add_inversion_args(p, "config")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_config_args(p)
 
@@ -75,14 +74,25 @@ def _resynth(args: argparse.Namespace) -> int:
     return 0
 
 
-def with_inversion_args(cfg: Config, args: argparse.Namespace) -> Config:
+def add_inversion_args(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--inversion", choices=["gl", "grad"], help=f"inversion (default: {default}'s)")
+    p.add_argument("--iters", type=int, help="Griffin-Lim iterations or GRAD steps")
+
+
+def inversion_overrides(args: argparse.Namespace, cfg: Config) -> list[str]:
+    """``--inversion`` / ``--iters`` as ``inversion.*`` overrides; ``--iters`` counts for the
+    method in force (``--inversion``, else ``cfg``'s)."""
     sets = []
     if getattr(args, "inversion", None):
         sets.append(f"inversion.method={args.inversion}")
     if getattr(args, "iters", None):
         method = args.inversion or cfg.inversion.method
         sets.append(f"inversion.{'gl_iters' if method == 'gl' else 'grad_steps'}={args.iters}")
-    return apply_overrides(cfg, sets)
+    return sets
+
+
+def with_inversion_args(cfg: Config, args: argparse.Namespace) -> Config:
+    return apply_overrides(cfg, inversion_overrides(args, cfg))
 
 
 # --- prepare / train -------------------------------------------------------------------------
@@ -156,6 +166,7 @@ def _setup_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--music", action="store_true",
                    help="not speech: skip speaker similarity and ASR (timbre, F0, MCD remain)")
     p.add_argument("--device", default="auto")
+    add_inversion_args(p, "checkpoint")
 
 
 @command("evaluate", "score a model: speaker similarity, ASR error, MCD, F0, RTF vs baselines",
@@ -167,6 +178,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.ckpt is None and args.converted is None:
         raise UserError("evaluate needs --ckpt or --converted")
     cfg = checkpoint_config(load_checkpoint(args.ckpt)) if args.ckpt else preset_config("speech16k")
+    cfg = with_inversion_args(cfg, args)
     results = run_evaluation(cfg, ckpt=args.ckpt, source=args.source, target=args.target,
                              out=args.out, refs=args.refs, converted=args.converted,
                              limit=args.limit, device=args.device, speech=not args.music)

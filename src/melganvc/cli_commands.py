@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from melganvc.cli import command
+from melganvc.cli import add_inversion_args, command, inversion_overrides
 from melganvc.errors import UserError
 
 # --- shared model options -----------------------------------------------------------------------
@@ -19,23 +19,20 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")
     p.add_argument("--overlap", help="chunk overlap: frames, a fraction of a chunk up to 0.5, or "
                                      "0 for the reference (back-to-back chunks); default 0.5")
-    p.add_argument("--inversion", choices=["gl", "grad"], help="inversion (default: checkpoint's)")
-    p.add_argument("--iters", type=int, help="Griffin-Lim iterations or GRAD steps")
+    add_inversion_args(p, "checkpoint")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="inversion.FIELD=VALUE", help="override an inversion setting")
 
 
 def load_converter(args: argparse.Namespace):
+    from melganvc.checkpoint import checkpoint_config, load_checkpoint
     from melganvc.convert import Converter
 
-    sets = list(args.overrides)
-    if args.inversion:
-        sets.append(f"inversion.method={args.inversion}")
-    if args.iters:
-        field = "grad_steps" if args.inversion == "grad" else "gl_iters"
-        sets.append(f"inversion.{field}={args.iters}")
-    return Converter.from_checkpoint(args.ckpt, device=args.device, use_ema=not args.no_ema,
-                                     inversion=sets or None, overlap=args.overlap)
+    payload = load_checkpoint(args.ckpt, map_location="cpu")
+    sets = list(args.overrides) + inversion_overrides(args, checkpoint_config(payload))
+    return Converter.from_payload(payload, device=args.device, use_ema=not args.no_ema,
+                                  inversion=sets or None, source=str(args.ckpt),
+                                  overlap=args.overlap)
 
 
 # --- convert ----------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     bf16: bool = False  # autocast on CUDA
     ema: float = 0.0  # EMA decay for an inference copy of G; 0 disables
+    critic_augment: bool = False  # DiffAugment on the critic's inputs (augment.py)
     num_eval_examples: int = 4
     max_minutes: float = 0.0  # stop cleanly (with a checkpoint) after this wall time; 0 = no limit
 

@@ -4,6 +4,13 @@ Systems in one run, so every number has its floor and ceiling beside it:
 - ``converted``: the model's output (or files given with ``--converted``);
 - ``identity``: the source only resynthesised (mel -> inversion, no generator): the floor;
 - ``oracle``: the target speaker's own utterances: the ceiling.
+
+With ``--refs`` (the target speaker reading the source's sentences) two more, which separate
+what the generator loses from what the recogniser and the vocoder lose:
+- ``oracle_parallel``: those recordings, scored for content against the source's transcript:
+  a perfect conversion (its CER is the recogniser's own floor on the target voice);
+- ``oracle_resynth``: the same through features + inversion: a perfect conversion heard
+  through our vocoder, the ceiling a converted mel can reach.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from melganvc.audio import load
-from melganvc.config import Config, to_dict
+from melganvc.config import Config, InversionConfig, to_dict
 from melganvc.data import find_audio
 from melganvc.errors import AudioError, UserError
 from melganvc.features import MelSpectrogram
@@ -65,11 +72,12 @@ def load_rate(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
     return wave if rate == target else soxr.resample(wave, rate, target).astype(np.float32)
 
 
-def convert_all(ckpt: Path, sources: list[Utterance], device: str) -> tuple[list[np.ndarray], float]:
+def convert_all(ckpt: Path, sources: list[Utterance], device: str,
+                inversion: InversionConfig | None = None) -> tuple[list[np.ndarray], float]:
     """Convert every source utterance; returns the outputs and the real-time factor."""
     from melganvc.convert import Converter
 
-    converter = Converter.from_checkpoint(ckpt, device=device)
+    converter = Converter.from_checkpoint(ckpt, device=device, inversion=inversion)
     started, seconds, out = time.perf_counter(), 0.0, []
     for utt in tqdm(sources, desc="convert", unit="file"):
         out.append(converter.convert(utt.wave, SAMPLE_RATE))
@@ -83,6 +91,21 @@ def paired(folder: Path | None, names: list[str]) -> dict[str, np.ndarray]:
         return {}
     found = {u.name: u.wave for u in load_folder(folder)}
     return {name: found[name] for name in names if name in found}
+
+
+def parallel_oracles(cfg: Config, sources: list[Utterance],
+                     references: dict[str, np.ndarray]) -> dict[str, list]:
+    """``oracle_parallel`` and ``oracle_resynth`` (see the module docstring); empty without refs."""
+    from melganvc.report import EvalItem
+
+    pairs = [(u, references[u.name]) for u in sources if u.name in references]
+    if not pairs:
+        return {}
+    resynth = resynthesize(cfg, [ref for _, ref in pairs])
+    return {
+        "oracle_parallel": [EvalItem(u.name, ref, u.wave) for u, ref in pairs],
+        "oracle_resynth": [EvalItem(u.name, w, u.wave, ref) for (u, ref), w in zip(pairs, resynth)],
+    }
 
 
 def run_evaluation(cfg: Config, *, ckpt: Path | None, source: Path, target: Path, out: Path,
@@ -109,7 +132,7 @@ def run_evaluation(cfg: Config, *, ckpt: Path | None, source: Path, target: Path
                             f"(e.g. {missing[0]})")
         outputs = [given[n] for n in names]
     elif ckpt is not None:
-        outputs, rtf = convert_all(ckpt, sources, device)
+        outputs, rtf = convert_all(ckpt, sources, device, cfg.inversion)
     else:
         raise UserError("evaluate needs --ckpt or --converted")
     references = paired(refs, names)
@@ -118,6 +141,7 @@ def run_evaluation(cfg: Config, *, ckpt: Path | None, source: Path, target: Path
         "converted": [EvalItem(n, w, s.wave, references.get(n)) for n, w, s in zip(names, outputs, sources)],
         "identity": [EvalItem(n, w, s.wave, references.get(n)) for n, w, s in zip(names, identity, sources)],
         "oracle": [EvalItem(t.name, t.wave) for t in targets[: max(len(sources), 1)]],
+        **parallel_oracles(cfg, sources, references),
     }
     results = evaluate_systems(
         systems, target_refs=[t.wave for t in targets], source_refs=[u.wave for u in sources],
@@ -137,10 +161,10 @@ SUMMARY_KEYS = ("sim_target", "sim_source", "accept_rate", "timbre_accept", "cer
 
 def summary_lines(results: dict) -> list[str]:
     """A small fixed-width table of each system's means for the terminal."""
-    lines = ["system     " + " ".join(f"{k:>11}" for k in SUMMARY_KEYS)]
+    lines = ["system          " + " ".join(f"{k:>11}" for k in SUMMARY_KEYS)]
     for name, system in results["systems"].items():
         mean = system["mean"]
         cells = [f"{mean[k]:11.3f}" if isinstance(mean.get(k), (int, float)) else f"{'-':>11}"
                  for k in SUMMARY_KEYS]
-        lines.append(f"{name:<10} " + " ".join(cells))
+        lines.append(f"{name:<15} " + " ".join(cells))
     return lines

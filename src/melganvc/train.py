@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from melganvc import distributed as dist_utils
+from melganvc.augment import augment_crops
 from melganvc.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
@@ -121,13 +122,16 @@ def critic_scores(state: TrainState, real_a: Tensor, real_b: Tensor, update_gs: 
     """
     L, batch = state.cfg.model.chunk_frames, real_a.shape[0]
     chunks_a = split_chunks(real_a, L)
+    seen = augment_crops if state.cfg.train.critic_augment else (lambda crops: crops)
     if update_gs:
         fake_chunks = state.generator(chunks_a)
         fake = join_chunks(fake_chunks, CROP_CHUNKS)
-        return chunks_a, fake_chunks, state.critic(real_b).float(), state.critic(fake).float()
+        return (chunks_a, fake_chunks, state.critic(seen(real_b)).float(),
+                state.critic(seen(fake)).float())
     with torch.no_grad():
         fake_chunks = state.generator(chunks_a)
-    scores = state.critic(torch.cat([real_b, join_chunks(fake_chunks, CROP_CHUNKS)])).float()
+    crops = torch.cat([real_b, join_chunks(fake_chunks, CROP_CHUNKS)])
+    scores = state.critic(seen(crops)).float()
     return chunks_a, fake_chunks, scores[:batch], scores[batch:]
 
 
