@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import speech_like
 
 from melganvc.audio import load
 from melganvc.metrics import (
@@ -251,6 +252,18 @@ def test_silent_audio_gets_no_embedding(encoder: SpeakerEncoder) -> None:
     embedding = encoder.embed(np.zeros(SR, np.float32))
     assert np.isnan(embedding).all()
     assert not speaker_similarity(encoder, np.zeros(SR, np.float32), embedding, embedding).accepted
+
+
+def test_transcript_does_not_depend_on_the_previous_utterance(transcriber: Transcriber) -> None:
+    """pocketsphinx's live cepstral mean carried over between utterances: the same audio read
+    differently after loud noise ('ooh ooh ooh ooh' became 'man who who who')."""
+    noise = np.random.default_rng(0).standard_normal(2 * SR).astype(np.float32) * 0.5
+    for seed, f0, formants in [(0, 110.0, (500, 1500, 2500)), (2, 150.0, (300, 900, 2200))]:
+        wave = speech_like(2.0, f0=f0, formants=formants, seed=seed)
+        fresh = Transcriber().transcribe(wave)
+        transcriber.transcribe(noise)
+        transcriber._cache.clear()
+        assert transcriber.transcribe(wave) == fresh
 
 
 @needs_vcc
