@@ -214,6 +214,7 @@ def test_write_report_renders_a_self_contained_page(results: dict, tmp_path: Pat
     assert "converted" in page.cells and "identity" in page.cells
     assert "oracle <b>" in page.cells and "<b>oracle" not in text  # escaped system name
     assert "they came and went" in page.cells
+    assert "the source only resynthesised" in text  # what each known system is
 
     images = page.find("img")
     assert len(images) == 3 + 2 + 3  # three examples: triptych, pair (no target), triptych

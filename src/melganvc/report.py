@@ -102,6 +102,15 @@ CORPUS_METRICS: dict[str, dict[str, str]] = {
     "wer_corpus": {"label": "WER (corpus)", "better": "lower",
                    "note": "word edits over all reference words"},
 }
+SYSTEM_NOTES = {
+    "converted": "the model's output",
+    "identity": "the source only resynthesised (features and inversion, no model): the floor",
+    "oracle": "the target speaker's own utterances: the ceiling",
+    "oracle_parallel": "the target speaker reading the source's sentences: a perfect "
+                       "conversion; its CER is the recogniser's floor on the target voice",
+    "oracle_resynth": "the same through features and inversion: the best a converted mel "
+                      "can sound",
+}
 BAR_METRICS = ("sim_target", "accept_rate", "timbre_accept", "cer", "mcd", "lsd",
                "f0_mean_diff_st")
 # rates over per-utterance booleans: mean key -> row key
@@ -580,6 +589,8 @@ def render_html(results: Mapping[str, Any], examples: Sequence[ReportExample] = 
     rows = [[name, s["mean"].get("utterances"), *[s["mean"].get(k) for k in mean_keys],
              *[s["mean"].get(k) for k in corpus_keys]] for name, s in systems.items()]
     out.append(_table(headers, rows, "summary", frozenset({0})))
+    out.append("<p>" + "<br>".join(f"<b>{html.escape(n)}</b>: {html.escape(SYSTEM_NOTES[n])}"
+                                   for n in systems if n in SYSTEM_NOTES) + "</p>")
     out.append("<p>" + "<br>".join(
         f"<b>{html.escape(metrics[k]['label'])}</b>: {html.escape(metrics[k].get('note', ''))}"
         + (f" ({html.escape(metrics[k]['better'])} is better)" if metrics[k].get("better") else "")
