@@ -161,10 +161,11 @@ SUMMARY_KEYS = ("sim_target", "sim_source", "accept_rate", "timbre_accept", "cer
 
 def summary_lines(results: dict) -> list[str]:
     """A small fixed-width table of each system's means for the terminal."""
-    lines = ["system          " + " ".join(f"{k:>11}" for k in SUMMARY_KEYS)]
+    width = max(len("system"), *map(len, results["systems"]))
+    lines = [f"{'system':<{width}} " + " ".join(f"{k:>11}" for k in SUMMARY_KEYS)]
     for name, system in results["systems"].items():
         mean = system["mean"]
         cells = [f"{mean[k]:11.3f}" if isinstance(mean.get(k), (int, float)) else f"{'-':>11}"
                  for k in SUMMARY_KEYS]
-        lines.append(f"{name:<15} " + " ".join(cells))
+        lines.append(f"{name:<{width}} " + " ".join(cells))
     return lines

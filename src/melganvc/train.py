@@ -118,7 +118,8 @@ def critic_scores(state: TrainState, real_a: Tensor, real_b: Tensor, update_gs: 
 
     On a G+S batch the translation keeps its graph and the critic runs on each half separately
     (the generator's gradient then flows back through the fake half only); on a critic-only
-    batch one critic call scores both halves.
+    batch one critic call scores both halves. With ``train.critic_augment`` the critic sees
+    both through ``augment_crops`` (the generator's gradient passes through it).
     """
     L, batch = state.cfg.model.chunk_frames, real_a.shape[0]
     chunks_a = split_chunks(real_a, L)
