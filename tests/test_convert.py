@@ -73,11 +73,19 @@ def test_loudness_follows_input_and_never_clips(conv: Converter, level: float) -
     assert np.abs(raw).max() <= 0.99 + 1e-6  # the cap holds without the loudness match too
 
 
-@pytest.mark.parametrize("scale", [1e20, 3e38, 1e-30])
+@pytest.mark.parametrize("scale", [30.0, 1e-30])
 def test_extreme_levels_stay_finite(conv: Converter, scale: float) -> None:
-    """Damaged float audio (samples up to float32's limit) once gave NaN through the API."""
+    """Loud (peak 15) and vanishing float audio convert to finite, peak-capped output."""
     y = conv.convert(speech_like(1.0) * np.float32(scale), 16000)
     assert np.isfinite(y).all() and np.abs(y).max() <= 0.99 + 1e-6
+
+
+@pytest.mark.parametrize("scale", [40.0, 1e20, 3e38])
+def test_mis_scaled_float_audio_is_refused(conv: Converter, scale: float) -> None:
+    """Float audio far outside [-1, 1] (int16 values cast to float, damaged files up to
+    float32's limit) once converted to noise or NaN; now it is refused with the reason."""
+    with pytest.raises(ValueError, match=r"far outside \[-1, 1\]"):
+        conv.convert(speech_like(1.0) * np.float32(scale), 16000)
 
 
 def test_long_file_block_wise_matches_whole(conv: Converter, tmp_path: Path) -> None:

@@ -222,13 +222,16 @@ def test_resynth_refuses_to_overwrite(corpus: Path, tmp_path: Path, capsys) -> N
     assert not leftovers(tmp_path)
 
 
-def test_resynth_in_place_with_overwrite(corpus: Path, tmp_path: Path, capsys) -> None:
-    """The input is read whole before the output replaces it atomically."""
+def test_resynth_never_replaces_its_input(corpus: Path, tmp_path: Path, capsys) -> None:
+    """Not even with --overwrite (as ffmpeg): the recording would be lost to its resynthesis."""
     path = tmp_path / "self.wav"
     shutil.copy(corpus / "clipped.wav", path)
+    original = path.read_bytes()
     status, _, err = run(capsys, "resynth", path, path, *FAST_RESYNTH, "--overwrite")
-    assert status == 0, err
-    assert "converted by melganvc" in sf.SoundFile(str(path)).comment
+    assert status == 2
+    message = f"melganvc: error: {path}: is the input itself; choose another output"
+    assert error_lines(err) == [message]
+    assert path.read_bytes() == original
 
 
 def test_resynth_unwritable_output(corpus: Path, tmp_path: Path, capsys) -> None:

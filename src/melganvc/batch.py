@@ -8,6 +8,7 @@ kept unless ``overwrite``. Outputs appear atomically, so a failed file leaves no
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ class BatchReport:
     elapsed: float = 0.0  # wall time
     skipped_existing: int = 0
     non_audio: int = 0
+    inside_out: int = 0  # audio files under the output folder: our own outputs, never re-read
     failed: list[str] = field(default_factory=list)  # one-line messages
 
     def summary(self, out_dir: Path) -> str:
@@ -42,45 +44,90 @@ class BatchReport:
 
 def plan_jobs(inputs: list[Path], out_dir: Path, suffix: str, report: BatchReport,
               warn: Callable[[str], None]) -> list[tuple[Path, Path]]:
-    """``(input, output)`` pairs for files and folders; problems go to ``report``/``warn``."""
+    """``(input, output)`` pairs for files and folders; problems go to ``report``/``warn``.
+
+    An output that would land on one of the inputs (``convert in.wav --out .``) is refused
+    even with ``--overwrite``, as ffmpeg does: it would replace the recording with its
+    conversion.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: --out must be a folder, and this is a file")
     jobs: list[tuple[Path, Path]] = []
     claimed: dict[Path, Path] = {}
     out_resolved = out_dir.resolve()
+
+    def fail(message: str) -> None:
+        report.failed.append(message)
+        warn(f"melganvc: error: {message}")
+
     for item in inputs:
         if item.is_dir():
-            pairs, ignored = _walk(item, out_dir, out_resolved, suffix)
+            pairs, ignored, inside = _walk(item, out_dir, out_resolved, suffix)
+            report.inside_out += inside
             if ignored:
                 report.non_audio += ignored
                 warn(f"melganvc: warning: ignored {ignored} non-audio file(s) under {item}")
-        elif item.exists():
+        elif item.is_file():
             pairs = [(item, out_dir / (item.stem + suffix))]
+        elif item.exists():
+            fail(f"{item}: not a regular file (a pipe, device or socket)")
+            continue
         else:
-            report.failed.append(f"{item}: no such file or folder")
-            warn(f"melganvc: error: {report.failed[-1]}")
+            fail(f"{item}: no such file or folder")
             continue
         for src, dst in pairs:
+            if same_file(src, dst):
+                fail(f"{src}: not converted: its output {dst} is the input itself (even with "
+                     "--overwrite); choose another --out")
+                continue
             first = claimed.setdefault(dst.resolve(), src)
             if first != src:
-                report.failed.append(f"{src}: not converted: its output name {dst} is taken by "
-                                     f"{first} (same name, other extension); rename one of them")
-                warn(f"melganvc: error: {report.failed[-1]}")
+                fail(f"{src}: not converted: its output name {dst} is taken by "
+                     f"{first} (same name, other extension); rename one of them")
                 continue
             jobs.append((src, dst))
     return jobs
 
 
+def no_jobs_message(inputs: list[Path], out_dir: Path, report: BatchReport) -> str:
+    """Why nothing is left to convert, when no file failed: say what excluded the files."""
+    names = ", ".join(map(str, inputs))
+    if report.inside_out:
+        return (f"no audio files to convert in {names}: all {report.inside_out} lie inside the "
+                f"output folder {out_dir} (outputs are never converted again); choose an --out "
+                "outside the inputs")
+    return f"no audio files to convert in {names}"
+
+
+def same_file(src: Path, dst: Path) -> bool:
+    """``dst`` names ``src`` (same resolved path, or a hard link to it): writing it would
+    destroy the input."""
+    if src.resolve() == dst.resolve():
+        return True
+    try:
+        return dst.exists() and os.path.samefile(src, dst)
+    except OSError:
+        return False
+
+
 def _walk(root: Path, out_dir: Path, out_resolved: Path, suffix: str
-          ) -> tuple[list[tuple[Path, Path]], int]:
-    pairs, ignored = [], 0
+          ) -> tuple[list[tuple[Path, Path]], int, int]:
+    """Audio under ``root`` with its mirrored output; the count of ignored files (non-audio,
+    hidden, pipes and devices) and of audio files lying inside the output folder."""
+    pairs, ignored, inside = [], 0, 0
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
-        if not path.is_file() or out_resolved in path.resolve().parents:
-            continue  # folders, and our own outputs when --out lies inside the input
-        if any(part.startswith(".") for part in rel.parts) or not is_audio_path(path):
-            ignored += 1
+        if path.is_dir():
+            continue
+        if not path.is_file() or any(part.startswith(".") for part in rel.parts) \
+                or not is_audio_path(path):
+            ignored += 1  # non-regular files (a FIFO would block a read forever) count here
+            continue
+        if out_resolved == path.resolve().parent or out_resolved in path.resolve().parents:
+            inside += 1  # our own outputs when --out lies inside the input
             continue
         pairs.append((path, out_dir / rel.with_suffix(suffix)))
-    return pairs, ignored
+    return pairs, ignored, inside
 
 
 def run_batch(converter: Converter, jobs: list[tuple[Path, Path]], report: BatchReport, *,
@@ -106,7 +153,8 @@ def run_batch(converter: Converter, jobs: list[tuple[Path, Path]], report: Batch
                 bar.update(seconds)
 
             try:
-                report.seconds += converter.convert_file(src, dst, progress=advance)
+                report.seconds += converter.convert_file(src, dst, progress=advance,
+                                                         overwrite=overwrite)
                 report.converted += 1
             except UserError as exc:
                 report.failed.append(_one_line(str(exc)))

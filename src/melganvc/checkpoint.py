@@ -17,7 +17,7 @@ import torch
 from melganvc import __version__
 from melganvc.config import Config, ConfigError, from_dict, to_dict
 from melganvc.errors import UserError
-from melganvc.io_utils import atomic_path
+from melganvc.io_utils import atomic_path, disk_full, error_number, write_failure_reason
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = 1
@@ -28,14 +28,32 @@ class CheckpointError(UserError):
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` (+ format/version tags) atomically: a kill mid-write leaves the old file."""
+    """Write ``payload`` (+ format/version tags) atomically: a kill mid-write leaves the old file.
+
+    torch writes through a Python file object, not a path: its own file writer reports a full
+    disk as an errno-less "[enforce fail at inline_container.cc]", Python's ``write`` as
+    ``OSError(ENOSPC)``, which becomes "No space left on device".
+    """
     payload = {"format": FORMAT, "melganvc_version": __version__, **payload}
+    path = Path(path)
     try:
-        with atomic_path(Path(path)) as tmp:
-            torch.save(payload, tmp)
-    except (OSError, RuntimeError) as exc:  # unwritable folder, disk full (torch: RuntimeError)
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_sentence(exc)
-        raise CheckpointError(f"{path}: cannot write checkpoint ({reason})") from None
+        with atomic_path(path) as tmp:
+            try:
+                with open(tmp, "wb") as handle:
+                    torch.save(payload, handle)
+            except (OSError, RuntimeError) as exc:  # disk full, quota, I/O error
+                raise _write_failure(path, exc, tmp) from None  # while the temp still exists
+    except OSError as exc:  # unwritable folder, no room for the temp file, failed rename
+        raise _write_failure(path, exc, path) from None
+
+
+def _write_failure(path: Path, exc: BaseException, written: Path) -> CheckpointError:
+    """The one-line error for a failed checkpoint write: the OS's reason when there is one."""
+    if error_number(exc) or disk_full(written.parent):
+        reason = write_failure_reason(exc, written)
+    else:
+        reason = _first_sentence(exc)
+    return CheckpointError(f"{path}: cannot write checkpoint ({reason})")
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -70,7 +88,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             from None
     if not isinstance(payload, dict) or "config" not in payload or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a melganvc checkpoint")
+    _check_finite_weights(path, payload.get("models"))
     return payload
+
+
+def _check_finite_weights(path: Path, models: Any) -> None:
+    """Refuse NaN/inf weights at load, naming the tensor: such a model turns every input into
+    "the output has NaN", which would look like a bad upload or an internal bug."""
+    if not isinstance(models, dict):
+        return
+    for net, state in models.items():
+        if not isinstance(state, dict):
+            continue
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.is_floating_point() \
+                    and not bool(torch.isfinite(value).all()):
+                raise CheckpointError(f"{path}: weights {net}.{key} contain NaN or infinite "
+                                      "values (a diverged or damaged run); use an earlier "
+                                      "checkpoint or train again")
 
 
 def _check_archive(path: Path) -> None:
@@ -95,7 +130,9 @@ def _check_archive(path: Path) -> None:
 
 def _refusal(path: Path, message: str) -> str:
     """One line for a weights-only refusal, naming the offending global when torch does."""
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+    # torch's wordings: "Unsupported global: GLOBAL functools.partial" (not allow-listed) and
+    # "unsupported GLOBAL posix.system whose module posix is blocked" (a blocked module)
+    found = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", message, re.IGNORECASE)
     if found:
         return (f"{path}: refused: it holds a pickled Python object ({found.group(1)}), not just "
                 "weights, and loading it could run code; only use checkpoints you trust")
@@ -125,11 +162,19 @@ def check_compatible(cfg: Config, payload: dict[str, Any], sections: tuple[str, 
     expected, found = to_dict(cfg), payload.get("config")
     if not isinstance(found, dict):
         raise CheckpointError("checkpoint config is invalid: not a table of fields")
-    diffs = [d for s in sections for d in _differences(expected.get(s, {}), found.get(s, {}), s)]
+    diffs = field_differences({s: expected.get(s, {}) for s in sections},
+                              {s: found.get(s, {}) for s in sections})
     if diffs:
         raise CheckpointError(
             "checkpoint was made with an incompatible config: " + "; ".join(diffs)
             + " (drop the --set/--config that changes it, or train into a new --out)")
+
+
+def field_differences(here: dict[str, Any], there: dict[str, Any]) -> list[str]:
+    """Each field of two config dicts that differs, as "SECTION.FIELD is X in the checkpoint
+    but Y in this config" (``there`` is the checkpoint's)."""
+    return [d for key in sorted(set(here) | set(there))
+            for d in _differences(here.get(key), there.get(key), key)]
 
 
 def _differences(here: Any, there: Any, name: str) -> list[str]:

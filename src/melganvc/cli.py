@@ -7,8 +7,10 @@ Every subcommand registers itself in ``COMMANDS``; ``main`` turns ``UserError`` 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from melganvc import __version__
@@ -16,6 +18,7 @@ from melganvc.config import Config, apply_overrides, load_config, preset_config
 from melganvc.errors import UserError
 
 Handler = Callable[[argparse.Namespace], int]
+DEFAULT_PRESET = "speech16k"
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
 
 
@@ -55,11 +58,14 @@ def _resynth(args: argparse.Namespace) -> int:
     import torch
 
     from melganvc.audio import load, save
+    from melganvc.batch import same_file
     from melganvc.errors import AudioError
     from melganvc.features import MelSpectrogram
     from melganvc.invert import Inverter
 
     cfg = with_inversion_args(resolve_config(args), args)
+    if same_file(args.input, args.output):
+        raise UserError(f"{args.output}: is the input itself; choose another output")
     if args.output.exists() and not args.overwrite:
         raise UserError(f"{args.output} exists (use --overwrite)")
     wave = load(args.input, cfg.features.sample_rate)
@@ -123,34 +129,46 @@ def _setup_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="total batches to train (train.steps)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_args(p)
+    p.set_defaults(preset=None)  # _train tells "--preset given" (refused on --resume) from not
 
 
 @command("train", "train a model from two folders of unpaired audio", _setup_train)
 def _train(args: argparse.Namespace) -> int:
     from melganvc.checkpoint import CHECKPOINT_NAME, checkpoint_config, load_checkpoint
-    from melganvc.data import is_prepared
-    from melganvc.fit import fit, prepare_domain
+    from melganvc.fit import fit, training_corpora
 
-    if args.resume and (args.out / CHECKPOINT_NAME).is_file() and not args.config:
-        cfg = checkpoint_config(load_checkpoint(args.out))  # resume with the run's own config
-        cfg = apply_overrides(cfg, args.overrides)
-    else:
-        cfg = resolve_config(args)
     extra = [f"train.steps={args.steps}"] if args.steps else []
     extra += [f"train.max_minutes={args.max_minutes}"] if args.max_minutes else []
-    cfg = apply_overrides(cfg, extra)
-    corpora = []
-    for name, path in (("a", args.a), ("b", args.b)):
-        if not is_prepared(path):
-            cache = args.out / "cache" / name
-            if not is_prepared(cache):
-                prepare_domain(cfg, path, cache, progress=not args.no_progress)
-            path = cache
-        corpora.append(path)
+    if args.resume and (args.out / CHECKPOINT_NAME).is_file():
+        cfg = checkpoint_config(load_checkpoint(args.out))  # resume with the run's own config
+        cfg = apply_overrides(cfg, args.overrides + extra)
+        _refuse_other_config(args, cfg, extra)
+    else:
+        args.preset = args.preset or DEFAULT_PRESET
+        cfg = apply_overrides(resolve_config(args), extra)
+    corpora = training_corpora(cfg, (args.a, args.b), args.out, progress=not args.no_progress)
     state = fit(cfg, corpora[0], corpora[1], args.out, resume=args.resume,
                 progress=not args.no_progress)
     print(f"trained to step {state.step}; checkpoint: {args.out / CHECKPOINT_NAME}")
     return 0
+
+
+def _refuse_other_config(args: argparse.Namespace, run_cfg: Config, extra: list[str]) -> None:
+    """A resumed run keeps the config it was started with: ``--preset``/``--config`` may only
+    restate it (same ``--set``/``--steps`` applied to both), never silently replace or be
+    dropped; ``--set`` is the way to change a field of a resumed run."""
+    from melganvc.fit import config_differences
+
+    if not (args.config or args.preset):
+        return
+    flag = f"--config {args.config}" if args.config else f"--preset {args.preset}"
+    requested = apply_overrides(resolve_config(args), extra)
+    diffs = config_differences(run_cfg, requested)
+    if diffs:
+        shown = "; ".join(diffs[:3]) + (f"; ... (+{len(diffs) - 3} more)" if len(diffs) > 3 else "")
+        raise UserError(f"{flag}: a resumed run keeps its own config, and this one differs from "
+                        f"it ({shown}); drop {flag.split()[0]} (--set SECTION.FIELD=VALUE still "
+                        "changes a field) or train into a new --out")
 
 
 # --- evaluate / demo ------------------------------------------------------------------------
@@ -251,17 +269,46 @@ def _import_command_modules() -> None:
     import melganvc.cli_commands  # noqa: F401
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler, ``docker stop``), raised in the main thread like Ctrl-C,
+    so every ``atomic_path`` removes its temp file and the command exits cleanly."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Handle SIGTERM like SIGINT while a command runs; the previous handler comes back after
+    (``main`` may be called in-process). Outside the main thread signals cannot be handled."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except UserError as exc:
-        print(f"melganvc: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("melganvc: interrupted", file=sys.stderr)
-        return 130
+    with _sigterm_as_interrupt():
+        try:
+            return int(args.handler(args) or 0)
+        except UserError as exc:
+            print(f"melganvc: error: {exc}", file=sys.stderr)
+            return 2
+        except Terminated:
+            print("melganvc: terminated", file=sys.stderr)
+            return 128 + signal.SIGTERM
+        except KeyboardInterrupt:
+            print("melganvc: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

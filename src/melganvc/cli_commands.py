@@ -51,7 +51,7 @@ def _setup_convert(p: argparse.ArgumentParser) -> None:
 
 @command("convert", "convert audio files or folders with a trained model", _setup_convert)
 def _convert(args: argparse.Namespace) -> int:
-    from melganvc.batch import BatchReport, plan_jobs, run_batch
+    from melganvc.batch import BatchReport, no_jobs_message, plan_jobs, run_batch
 
     def warn(message: str) -> None:
         print(message, file=sys.stderr)
@@ -60,7 +60,7 @@ def _convert(args: argparse.Namespace) -> int:
     report = BatchReport()
     jobs = plan_jobs(args.inputs, args.out, "." + args.format, report, warn)
     if not jobs and not report.failed:
-        raise UserError("no audio files to convert in " + ", ".join(map(str, args.inputs)))
+        raise UserError(no_jobs_message(args.inputs, args.out, report))
     run_batch(converter, jobs, report, overwrite=args.overwrite,
               progress=not args.no_progress, log=warn)
     print(report.summary(args.out))
@@ -84,16 +84,19 @@ def _setup_stream(p: argparse.ArgumentParser) -> None:
          _setup_stream)
 def _stream(args: argparse.Namespace) -> int:
     from melganvc.audio import AudioWriter, audio_info, iter_blocks
+    from melganvc.batch import same_file
 
     if args.block_ms <= 0:
         raise UserError("--block-ms must be positive")
+    if same_file(args.input, args.output):
+        raise UserError(f"{args.output}: is the input itself; choose another output")
     if args.output.exists() and not args.overwrite:
         raise UserError(f"{args.output} exists (use --overwrite)")
     converter = load_converter(args)
     rate, frames = audio_info(args.input)
     stream = converter.stream(rate, block_frames=args.block_frames)
     slowest, start = 0.0, time.perf_counter()
-    with stream, AudioWriter(args.output, rate) as writer:
+    with stream, AudioWriter(args.output, rate, overwrite=args.overwrite) as writer:
         for block in iter_blocks(args.input, rate, block_seconds=args.block_ms / 1000):
             tick = time.perf_counter()
             writer.write(stream.push(block))

@@ -34,7 +34,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from melganvc.audio import PROVENANCE, AudioWriter, audio_info, iter_blocks
+from melganvc.audio import (
+    PROVENANCE,
+    AudioWriter,
+    as_mono_float32,
+    audio_info,
+    check_sample_rate,
+    iter_blocks,
+)
 from melganvc.blockwise import ChunkStream
 from melganvc.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, save_checkpoint
 from melganvc.config import (
@@ -49,7 +56,7 @@ from melganvc.features import MelSpectrogram
 from melganvc.invert import Inverter
 from melganvc.io_utils import atomic_path
 from melganvc.models import Generator, inference_copy, settle_spectral_norm
-from melganvc.streaming import StreamingConverter
+from melganvc.streaming import LevelMeter, StreamingConverter, input_gain
 
 # Half-chunk overlap with a raised-cosine cross-fade: the best seam score (benchmarks/convert.py,
 # seams.py) on trained tiny models and VCC2016 speech: borders 2.8-3.0 without overlap, 0.90-0.97
@@ -157,7 +164,9 @@ class Converter:
     ``Converter(generator, config)`` takes any module mapping ``(batch, n_mels, L)`` mels to
     the same shape; ``from_checkpoint`` is the usual way in. Options: ``overlap`` (frames, a
     fraction of a chunk, or 0 for the reference), ``fade`` (``"cosine"``/``"linear"``),
-    ``batch_size`` (chunks per G call), ``match_loudness``, ``block_frames``/``block_overlap``
+    ``batch_size`` (chunks per G call), ``match_loudness``, ``normalize_input`` (bring the
+    input to ``streaming.INPUT_LEVEL_DBFS`` before the features, so quiet recordings convert as
+    well as loud ones; the output level still follows the input), ``block_frames``/``block_overlap``
     (inversion blocks for offline use; ``None`` = the ``Inverter`` defaults), ``inversion`` (see
     ``from_checkpoint``).
     """
@@ -165,7 +174,8 @@ class Converter:
     def __init__(self, generator: nn.Module, config: Config, *, inversion: Any = None,
                  device: str | torch.device = "cpu", overlap: float | str | None = None,
                  fade: str = "cosine", batch_size: int = 64, match_loudness: bool = True,
-                 block_frames: int | None = None, block_overlap: int | None = None) -> None:
+                 normalize_input: bool = True, block_frames: int | None = None,
+                 block_overlap: int | None = None) -> None:
         self.config = _with_inversion(config, inversion)
         self.device = _device(device)
         self.generator = generator.to(self.device).eval()
@@ -176,6 +186,7 @@ class Converter:
         self.fade = fade
         self.batch_size = int(batch_size)
         self.match_loudness = bool(match_loudness)
+        self.normalize_input = bool(normalize_input)
         self.block_frames, self.block_overlap = block_frames, block_overlap
         self._inverters: dict[tuple[int | None, int | None], Inverter] = {}
 
@@ -212,6 +223,7 @@ class Converter:
         stay) with some options changed: ``conv.with_options(overlap=0)``."""
         current = {"device": self.device, "overlap": self.overlap, "fade": self.fade,
                    "batch_size": self.batch_size, "match_loudness": self.match_loudness,
+                   "normalize_input": self.normalize_input,
                    "block_frames": self.block_frames, "block_overlap": self.block_overlap}
         unknown = set(options) - set(current) - {"inversion"}
         if unknown:
@@ -272,30 +284,48 @@ class Converter:
         """A ``StreamingConverter`` for audio at ``sample_rate`` (default: the model's)."""
         return StreamingConverter(self, sample_rate, **options)
 
-    def _offline_stream(self, sample_rate: int) -> StreamingConverter:
+    def _offline_stream(self, sample_rate: int, gain: float = 1.0) -> StreamingConverter:
         return StreamingConverter(self, sample_rate, block_frames=self.block_frames,
-                                  overlap_frames=self.block_overlap)
+                                  overlap_frames=self.block_overlap, input_gain=gain)
+
+    def input_gain(self, blocks: Any, sample_rate: int) -> float:
+        """The gain ``convert`` applies before the features for this audio (``blocks``: an
+        array or an iterable of arrays at ``sample_rate``); 1.0 without ``normalize_input``."""
+        if not self.normalize_input:
+            return 1.0
+        meter = LevelMeter(max(1, round(0.024 * sample_rate)))
+        for block in [blocks] if isinstance(blocks, np.ndarray) else blocks:
+            meter.add(block)
+        return input_gain(meter.active_rms())
 
     def convert(self, waveform: np.ndarray, sr: int | None = None) -> np.ndarray:
-        """Convert a mono waveform (``(samples,)`` or ``(samples, channels)``, down-mixed) at
-        rate ``sr`` (default: the model's); returns float32 audio at ``sr`` of the same length."""
-        x = np.asarray(waveform, dtype=np.float32)
-        if x.shape[0] == 0:
+        """Convert audio at rate ``sr`` (default: the model's); returns mono float32 audio at
+        ``sr`` of the same length.
+
+        ``waveform``: ``(samples,)``, ``(samples, channels)`` or ``(channels, samples)`` (at most
+        8 channels, down-mixed); float in [-1, 1] or integer PCM (scaled by its range). Rates
+        outside 1 kHz..768 kHz, empty, non-finite or mis-scaled audio raise ``ValueError``.
+        """
+        x = as_mono_float32(waveform)
+        if x.size == 0:
             raise ValueError("cannot convert an empty waveform")
-        stream = self._offline_stream(int(sr or self.sample_rate))
+        rate = check_sample_rate(self.sample_rate if sr is None else sr)
+        stream = self._offline_stream(rate, self.input_gain(x, rate))
         with stream:
             out = [stream.push(x), stream.flush()]
         return np.concatenate(out)
 
     def convert_file(self, in_path: str | Path, out_path: str | Path, *,
                      progress: bool | Callable[[float], Any] | None = None,
-                     block_seconds: float = 10.0) -> float:
+                     block_seconds: float = 10.0, overwrite: bool = True) -> float:
         """Convert an audio file block by block (bounded memory); returns its duration (s).
 
         The output (``.wav`` float or ``.flac`` 16-bit, by suffix) has the input's sample rate
         and length and a provenance tag; it appears atomically: on any error no file is left.
         ``progress``: ``True`` for a tqdm bar, or a callable given the seconds just converted.
-        Unreadable inputs raise ``AudioError`` (a ``UserError``) naming the file.
+        Unreadable inputs raise ``AudioError`` (a ``UserError``) naming the file. With
+        ``overwrite=False`` an existing output -- even one another process wrote meanwhile --
+        is kept and ``AudioError`` ("exists") raised.
         """
         in_path, out_path = Path(in_path), Path(out_path)
         rate, frames = audio_info(in_path)
@@ -308,9 +338,10 @@ class Converter:
             update: Callable[[float], Any] | None = bar.update
         else:
             update = progress if callable(progress) else None
-        stream = self._offline_stream(rate)
+        gain = self.input_gain(iter_blocks(in_path, rate, block_seconds), rate)  # a pre-pass
+        stream = self._offline_stream(rate, gain)
         try:
-            with stream, AudioWriter(out_path, rate) as writer:
+            with stream, AudioWriter(out_path, rate, overwrite=overwrite) as writer:
                 for block in iter_blocks(in_path, rate, block_seconds):
                     writer.write(stream.push(block))
                     if update is not None:

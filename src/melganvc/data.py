@@ -7,10 +7,12 @@ path costs next to nothing and an hour of audio does not need an hour's worth of
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +22,13 @@ from melganvc.audio import is_audio_path, load
 from melganvc.config import FeatureConfig, to_dict
 from melganvc.errors import AudioError, UserError
 from melganvc.features import MelSpectrogram
-from melganvc.io_utils import atomic_path, atomic_write_text, remove_stale_temps
+from melganvc.io_utils import (
+    PlainWriter,
+    atomic_path,
+    atomic_write_text,
+    remove_stale_temps,
+    write_failure_reason,
+)
 
 INDEX = "index.json"
 SHARD = "mels.npy"
@@ -31,9 +39,10 @@ def find_audio(root: Path) -> tuple[list[Path], list[Path]]:
     """All audio files under ``root`` (sorted, any depth) and the other files that were skipped."""
     if not root.is_dir():
         raise UserError(f"{root}: not a folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
-    audio = [p for p in files if is_audio_path(p)]
-    return audio, [p for p in files if not is_audio_path(p)]
+    files = sorted(p for p in root.rglob("*") if not p.is_dir() and not p.name.startswith("."))
+    # pipes, devices and sockets count with the skipped files: reading a FIFO blocks forever
+    audio = [p for p in files if p.is_file() and is_audio_path(p)]
+    return audio, [p for p in files if not (p.is_file() and is_audio_path(p))]
 
 
 def trim_silence(mel: torch.Tensor, top_db: float = TRIM_TOP_DB) -> torch.Tensor:
@@ -64,10 +73,13 @@ def prepare(source: Path, out: Path, features: FeatureConfig, min_frames: int,
 
     Files shorter than ``min_frames`` after trimming, and unreadable files, are skipped and
     counted; if nothing usable remains it is an error (a cache nobody can train on is useless).
+    The index records what the cache was made from (``describe_source``), taken before reading,
+    so a file changed meanwhile makes the cache look stale rather than current.
     """
     audio_files, other = find_audio(Path(source))
     if not audio_files:
         raise UserError(f"{source}: no audio files found")
+    origin = _source_record(Path(source), audio_files, min_frames)
     extractor = MelSpectrogram(features)
     mels, names, too_short, unreadable = [], [], [], []
     for path in tqdm(audio_files, desc=f"prepare {Path(source).name}", disable=not progress,
@@ -88,31 +100,101 @@ def prepare(source: Path, out: Path, features: FeatureConfig, min_frames: int,
         example = (unreadable or [f"{too_short[0]}: shorter than {min_frames} frames"])[0]
         raise UserError(f"{source}: no usable audio (unreadable: {len(unreadable)}, "
                         f"shorter than {min_frames} frames: {len(too_short)}; first: {example})")
-    _write_shard(Path(out), mels, names, features)
+    _write_shard(Path(out), mels, names, features, origin)
     frames = sum(m.shape[1] for m in mels)
     return PrepareReport(len(mels), frames, too_short, unreadable, len(other))
 
 
-def _write_shard(out: Path, mels: list[np.ndarray], names: list[str], features: FeatureConfig) -> None:
+def _write_shard(out: Path, mels: list[np.ndarray], names: list[str], features: FeatureConfig,
+                 origin: dict[str, Any]) -> None:
     lengths = [m.shape[1] for m in mels]
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
-    index = {"features": to_dict(features), "names": names, "offsets": offsets, "lengths": lengths}
+    index = {"features": to_dict(features), "names": names, "offsets": offsets, "lengths": lengths,
+             "source": origin}
     try:
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(out, SHARD, INDEX)  # left by a killed earlier prepare
         # The index is written last: its presence means "complete". Drop an old one first, so
         # a kill between the two writes cannot pair an old index with a new shard.
         (out / INDEX).unlink(missing_ok=True)
-        with atomic_path(out / SHARD) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, np.concatenate(mels, axis=1))
+        with atomic_path(out / SHARD) as tmp:
+            try:
+                with open(tmp, "wb") as fh:  # PlainWriter: a full disk keeps its errno
+                    np.save(PlainWriter(fh), np.concatenate(mels, axis=1))
+            except OSError as exc:
+                raise _unwritable(out, exc, tmp) from None  # while the temp still exists
         atomic_write_text(out / INDEX, json.dumps(index))
     except OSError as exc:
-        raise UserError(f"{out}: cannot write the prepared corpus ({exc.strerror or exc})") \
-            from None
+        raise _unwritable(out, exc, out / INDEX) from None
+
+
+def _unwritable(out: Path, exc: OSError, written: Path) -> UserError:
+    return UserError(f"{out}: cannot write the prepared corpus "
+                     f"({write_failure_reason(exc, written)})")
 
 
 def is_prepared(path: Path) -> bool:
     return (path / INDEX).is_file() and (path / SHARD).is_file()
+
+
+def describe_source(source: Path, min_frames: int) -> dict[str, Any]:
+    """What preparing ``source`` now would read: its resolved path and a digest of its audio
+    files' names, sizes and modification times. A cache whose index records another
+    description holds other audio (``stale_reason``). Raises ``UserError`` if ``source`` is
+    not a folder, so a missing ``--a``/``--b`` is an error even when a cache exists."""
+    return _source_record(Path(source), find_audio(Path(source))[0], min_frames)
+
+
+def _source_record(source: Path, audio_files: list[Path], min_frames: int) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    for path in audio_files:
+        try:
+            st = path.stat()
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:  # vanished or unreadable: prepare will skip it too
+            size, mtime = -1, -1
+        digest.update(json.dumps([str(path.relative_to(source)), size, mtime]).encode() + b"\n")
+    return {"path": str(source.resolve()), "files": len(audio_files),
+            "listing": digest.hexdigest(), "min_frames": min_frames}
+
+
+def recorded_source(path: Path) -> dict[str, Any] | None:
+    """The source description a prepared corpus recorded (None: unreadable, or made by a
+    melganvc from before sources were recorded)."""
+    try:
+        found = json.loads((Path(path) / INDEX).read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def stale_reason(cache: Path, source: dict[str, Any], features: FeatureConfig) -> str | None:
+    """Why the prepared ``cache`` does not hold ``source`` (a ``describe_source``) prepared
+    with ``features``, in one clause; None when it is current and can be reused."""
+    recorded = recorded_source(cache)
+    if recorded is None:
+        return f"{cache} does not record which audio it was prepared from"
+    if recorded.get("path") != source["path"]:
+        return f"{cache} was prepared from {recorded.get('path')}, not {source['path']}"
+    try:
+        same_features = json.loads((Path(cache) / INDEX).read_text())["features"] == \
+            to_dict(features)
+    except (OSError, ValueError, KeyError, TypeError):
+        same_features = False
+    if not same_features or recorded.get("min_frames") != source["min_frames"]:
+        return f"{cache} was prepared with other feature or crop settings"
+    if recorded.get("listing") != source["listing"]:
+        return f"{source['path']} changed since {cache} was prepared"
+    return None
+
+
+def corpus_origin(path: Path) -> str:
+    """The audio folder behind ``path`` (a prepared corpus's recorded source, else ``path``
+    itself), resolved: two domains with one origin are the same audio."""
+    recorded = recorded_source(path) if is_prepared(Path(path)) else None
+    if recorded and isinstance(recorded.get("path"), str):
+        return recorded["path"]
+    return str(Path(path).resolve())
 
 
 class MelCorpus:

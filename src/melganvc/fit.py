@@ -17,10 +17,19 @@ import torch
 from tqdm import tqdm
 
 from melganvc import distributed as dist_utils
-from melganvc.checkpoint import CHECKPOINT_NAME
+from melganvc.checkpoint import CHECKPOINT_NAME, field_differences
 from melganvc.chunks import translate_chunks
-from melganvc.config import Config, save_config
-from melganvc.data import MelCorpus, PrepareReport, prepare, print_report
+from melganvc.config import Config, save_config, to_dict
+from melganvc.data import (
+    MelCorpus,
+    PrepareReport,
+    corpus_origin,
+    describe_source,
+    is_prepared,
+    prepare,
+    print_report,
+    stale_reason,
+)
 from melganvc.errors import UserError
 from melganvc.io_utils import remove_stale_temps
 from melganvc.train import (
@@ -45,6 +54,42 @@ def prepare_domain(cfg: Config, source: Path, output: Path, progress: bool = Tru
                      progress=progress)
     print_report(source, report)
     return report
+
+
+def training_corpora(cfg: Config, sources: tuple[Path, Path], run_dir: Path,
+                     progress: bool = True) -> tuple[Path, Path]:
+    """The prepared corpora for domains A and B: a prepared folder is used as given; an audio
+    folder is cached in ``RUN/cache/{a,b}``, which is reused only while it holds that folder's
+    current audio prepared with this config (else prepared again, with a one-line note).
+
+    Both sources are checked before either is prepared, so a typo in ``--b`` fails at once and
+    never trains on what an earlier run left in the cache.
+    """
+    min_frames = CROP_CHUNKS * cfg.model.chunk_frames
+    described = [None if is_prepared(path) else describe_source(path, min_frames)
+                 for path in sources]
+    origins = [corpus_origin(path) for path in sources]
+    if origins[0] == origins[1]:
+        print(f"melganvc: warning: --a and --b are the same audio ({origins[0]}): the model "
+              "will learn to map a domain onto itself", file=sys.stderr)
+    corpora = []
+    for name, path, source in zip(("a", "b"), sources, described, strict=True):
+        if source is None:
+            corpora.append(Path(path))
+            continue
+        cache = Path(run_dir) / "cache" / name
+        if not is_prepared(cache):  # first run, or a prepare that was interrupted
+            prepare_domain(cfg, path, cache, progress=progress)
+        elif (why := stale_reason(cache, source, cfg.features)) is not None:
+            print(f"melganvc: note: {why}; preparing it again", file=sys.stderr)
+            prepare_domain(cfg, path, cache, progress=progress)
+        corpora.append(cache)
+    return corpora[0], corpora[1]
+
+
+def config_differences(run: Config, requested: Config) -> list[str]:
+    """Each field where ``requested`` differs from a run's own config, as one clause."""
+    return field_differences(to_dict(requested), to_dict(run))
 
 
 def open_corpora(cfg: Config, a: Path, b: Path) -> tuple[MelCorpus, MelCorpus]:
