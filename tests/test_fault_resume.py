@@ -1,9 +1,12 @@
 """Training survives SIGKILL at any moment: kill, ``--resume``, repeat, then let it finish.
 
 The trainer runs as a subprocess (``melganvc.cli.main`` with ``train_batch`` wrapped to print
-``step N`` after each batch, so the test knows how far it got). Kills land at random moments
-(seeded): during start-up and corpus preparation, between batches, and while a checkpoint is being
-written (the test polls for the ``.checkpoint.pt.*.tmp`` file and kills as soon as it appears).
+``step N`` after each batch, so the test knows how far it got). Kills land during start-up and
+corpus preparation, between batches, and while a checkpoint is being written. The moment is
+chosen by the (seeded) plan, never by how fast the machine is: the wrapped trainer *holds*
+(blocks until killed) after a given batch, or inside ``torch.save`` of a checkpoint -- before
+any byte, half-way (half of the bytes written) or after the last byte, but before the rename.
+So a fast machine cannot finish before the kill and a slow one is only waited for.
 After each kill: the checkpoint on disk still loads with ``weights_only``, its step never goes
 back, the resumed run starts exactly there, at most one checkpoint interval of batches is lost,
 and temp files left by the kill are removed by the next run.
@@ -29,20 +32,56 @@ from conftest import speech_like
 from melganvc.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 TRAINER = """
-import sys
+import io, os, sys, time
+import torch
 import melganvc.fit as fit_module
 
+HOLD_STEP = int(os.environ.get("KILLTEST_HOLD_STEP", "0"))  # hold after this batch
+HOLD_SAVE = os.environ.get("KILLTEST_HOLD_SAVE", "")  # hold in the next checkpoint write
 _train_batch = fit_module.train_batch
+_save = torch.save
+
+
+def hold(what):
+    print(f"held {what}", flush=True)
+    time.sleep(600)  # until the test kills us (bounded, so a broken test cannot hang CI)
+    sys.exit(3)
+
 
 def traced(state, a, b):
     losses = _train_batch(state, a, b)
     print(f"step {state.step}", flush=True)
+    if HOLD_STEP and state.step >= HOLD_STEP:
+        hold(f"step {state.step}")
     return losses
 
+
+def held_save(obj, f, *args, **kwargs):
+    if HOLD_SAVE == "before":
+        hold("checkpoint before writing")
+    if HOLD_SAVE == "half":
+        buffer = io.BytesIO()
+        _save(obj, buffer, *args, **kwargs)
+        data = buffer.getvalue()
+        if hasattr(f, "write"):  # an open file (the temp) or a path
+            f.write(data[: len(data) // 2])
+            f.flush()
+        else:
+            with open(f, "wb") as out:
+                out.write(data[: len(data) // 2])
+        hold("checkpoint half written")
+    _save(obj, f, *args, **kwargs)
+    if HOLD_SAVE == "after":
+        hold("checkpoint written, not renamed")
+
+
 fit_module.train_batch = traced
+torch.save = held_save
 from melganvc.cli import main
 sys.exit(main(sys.argv[1:]))
 """
+
+HOLD_POINTS = ("before", "half", "after")
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +108,11 @@ class Trainer:
     reader: threading.Thread | None = None
 
     @classmethod
-    def start(cls, tmp: Path, argv: list[str], index: int) -> Trainer:
+    def start(cls, tmp: Path, argv: list[str], index: int, hold: dict[str, str]) -> Trainer:
         script = tmp / "trainer.py"
         if not script.exists():
             script.write_text(TRAINER)
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **hold)
         stderr_path = tmp / f"stderr.{index}.txt"
         proc = subprocess.Popen([sys.executable, str(script), *argv], stdout=subprocess.PIPE,
                                 stderr=stderr_path.open("w"), text=True, env=env)
@@ -90,6 +129,10 @@ class Trainer:
     @property
     def steps(self) -> list[int]:
         return [int(line.split()[1]) for line in list(self.lines) if line.startswith("step ")]
+
+    @property
+    def held(self) -> bool:
+        return any(line.startswith("held ") for line in list(self.lines))
 
     @property
     def last_step(self) -> int | None:
@@ -118,8 +161,9 @@ def checkpoint_temps(run_dir: Path) -> list[Path]:
     return sorted(run_dir.glob(f".{CHECKPOINT_NAME}.*.tmp"))
 
 
-def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0, poll: float = 0.01) -> bool:
-    """Poll ``predicate`` until true (-> True) or the process ends / time runs out (-> False)."""
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 600.0, poll: float = 0.01) -> bool:
+    """Poll ``predicate`` until true (-> True) or the process ends (-> False). ``timeout`` is
+    only a safety net for a hung trainer, far beyond any machine's speed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -155,20 +199,20 @@ def run_kill_campaign(tmp_path: Path, domains: tuple[Path, Path], plan: list[str
     left_by_last_kill: str | None = None
     for index, mode in enumerate([*plan, "finish"]):
         stale = {p.name for p in checkpoint_temps(run_dir)}  # left by the previous kill
-        trainer = Trainer.start(tmp_path, argv + (["--resume"] if index else []), index)
+        target = min(steps - 1, (saved_before or 0) + rng.randint(1, 2 * every))
+        hold = {"startup": {"KILLTEST_HOLD_STEP": str(target)},
+                "step": {"KILLTEST_HOLD_STEP": str(min(steps - 1, target + rng.randint(0, 2)))},
+                "checkpoint": {"KILLTEST_HOLD_SAVE": rng.choice(HOLD_POINTS)}}.get(mode, {})
+        trainer = Trainer.start(tmp_path, argv + (["--resume"] if index else []), index, hold)
         proc = trainer.proc
         if mode == "startup":  # somewhere in imports, corpus preparation or the first batches
-            time.sleep(rng.uniform(0.5, 4.0))
-        elif mode == "step":
-            target = min(steps - 1, (saved_before or 0) + rng.randint(2, 2 * every))
+            time.sleep(rng.uniform(0.5, 4.0))  # a random moment; the hold keeps it alive
+        elif mode == "step":  # between batches: at or a little after the target batch
             assert wait_for(lambda t=target, tr=trainer: (tr.last_step or 0) >= t, proc), \
                 trainer.stderr()
             time.sleep(rng.uniform(0.0, 0.3))
-        elif mode == "checkpoint":
-            def writing(stale: set[str] = stale) -> bool:
-                return any(p.name not in stale for p in checkpoint_temps(run_dir))
-
-            assert wait_for(writing, proc, poll=0.0005), trainer.stderr()
+        elif mode == "checkpoint":  # inside the write: the temp file exists, the rename not yet
+            assert wait_for(lambda tr=trainer: tr.held, proc), trainer.stderr()
         if mode != "finish":
             assert proc.poll() is None, f"trainer ended before the '{mode}' kill"
             temps_before = {p.name for p in checkpoint_temps(run_dir)} - stale
@@ -178,7 +222,7 @@ def run_kill_campaign(tmp_path: Path, domains: tuple[Path, Path], plan: list[str
                 else None
             kills.append(Kill(mode, trainer.last_step, saved, left[0] if left else None))
         else:
-            assert proc.wait(timeout=300) == 0, trainer.stderr()
+            assert proc.wait(timeout=900) == 0, trainer.stderr()  # a safety net only
             trainer.drain()
         # The run that was just killed (or finished) started where the last kill left it
         # (unless it was killed before it got that far).

@@ -130,17 +130,39 @@ def test_default_inversion_beats_librosa_mel_to_audio_on_real_speech() -> None:
 
 @pytest.mark.parametrize("frames", [1, 2, 3, 8, 61])
 def test_output_length_and_batched_equals_unbatched(frames: int) -> None:
+    """Batching must not change what an item sounds like; it may change its float32 rounding.
+
+    A batched call runs other kernel shapes than one-at-a-time calls (BLAS blocking, vector
+    tails; AVX-512 and AVX2 builds differ here), so results agree only to float32 re-ordering
+    error. The magnitude stage (NNLS) is well conditioned: it must agree to 1e-4 of its scale
+    over the whole output. Griffin-Lim's initial phase makes discrete choices (spectral peaks),
+    so rounding-level changes can move waveform samples by several percent while the spectrum
+    stays the same (measured on this code: kernels forced to another ISA change samples by up
+    to 9 % but the spectral convergence by 2 %, the level by 3e-5). So the waveforms are
+    compared by level and spectrum: a swapped or garbled item scores SC 0.9-2, a 1 % level
+    error fails the level check.
+    """
     inv = _inverter(gl_iters=8)
     samples = (frames - 1) * inv.features.hop_length
     waves = torch.from_numpy(np.stack([speech_like(2.0, seed=1), _tones_and_bursts(2.0)]))
     mel = inv.mel(waves)[..., :frames]
     batched = inv(mel)
     assert batched.shape == (2, samples)
+    assert torch.isfinite(batched).all()
+    magnitudes = inv.magnitude(mel)
     for i in range(2):
         single = inv(mel[i])
         assert single.shape == (samples,)
-        torch.testing.assert_close(single, batched[i], atol=1e-4, rtol=1e-3)
-    assert torch.isfinite(batched).all()
+        scale = float(magnitudes[i].abs().max())
+        torch.testing.assert_close(inv.magnitude(mel[i : i + 1])[0], magnitudes[i],
+                                   atol=1e-4 * scale, rtol=0)
+        if samples == 0:
+            continue
+        level = float(single.norm() / batched[i].norm())
+        assert abs(level - 1) < 1e-3, level
+        reference = linear_magnitude(inv.mel, batched[i : i + 1])
+        sc = float(spectral_convergence(single[None], reference, inv.mel)[0])
+        assert sc < 0.05, sc
 
 
 def test_silence_and_double_input() -> None:
