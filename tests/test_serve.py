@@ -3,6 +3,9 @@ bundled models and the ``models`` / ``export-generator`` / ``serve`` commands.""
 
 from __future__ import annotations
 
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,15 @@ from melganvc.cli import main
 from melganvc.config import apply_overrides, preset_config
 from melganvc.convert import Converter
 from melganvc.errors import UserError
-from melganvc.serve import QUALITY, Catalog, ConversionService, Limits, safe_name
+from melganvc.serve import (
+    MAX_LOADED_MODELS,
+    QUALITY,
+    Catalog,
+    ConversionService,
+    Limits,
+    public_message,
+    safe_name,
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +89,53 @@ def test_generator_is_loaded_once_per_model(service: ConversionService) -> None:
     assert service.converter(name, "grad", "high").generator is first.generator
 
 
+def test_converters_are_built_once_per_quality(service: ConversionService) -> None:
+    """A new converter per request re-made its inverter's buffers every time (memory churn
+    in a long-running server); now each (model, method, quality) is built once."""
+    name = service.model_names()[0]
+    built = {key: service.converter(name, *key) for key in sorted(QUALITY)}
+    for _ in range(3):
+        for key, conv in built.items():
+            assert service.converter(name, *key) is conv
+            assert service.converter(name, *key).inverter() is conv.inverter()
+    assert service.loaded_models() == {name: len(QUALITY)}
+
+
+def test_models_in_memory_are_bounded(ckpt: Path, tmp_path: Path) -> None:
+    copies = [shutil.copy(ckpt, tmp_path / f"m{i}.pt") for i in range(MAX_LOADED_MODELS + 2)]
+    svc = ConversionService(Catalog(tuple(map(Path, copies)), bundled=False), device="cpu",
+                            workdir=tmp_path / "w")
+    for name in svc.model_names():
+        svc.converter(name, "gl", "fast")
+    assert list(svc.loaded_models()) == svc.model_names()[-MAX_LOADED_MODELS:]
+
+
+def test_conversions_run_on_one_thread(service: ConversionService, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Web servers call from whichever worker thread is free. Each thread that converted got
+    its own malloc arena and OpenMP team, and kept a conversion's peak: RSS 330 MB -> 1 GB.
+    Every conversion must run on the service's one thread, whoever calls."""
+    import melganvc.report
+
+    workers: set[int] = set()
+    original = melganvc.report.spectrogram_pngs
+
+    def spy(*args, **kwargs):
+        workers.add(threading.get_ident())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(melganvc.report, "spectrogram_pngs", spy)
+    source = write(tmp_path / "a.wav", 0.5)
+    callers = [ThreadPoolExecutor(1) for _ in range(4)]  # all alive: four distinct threads
+    try:
+        for pool in callers * 2:
+            pool.submit(service.convert, service.model_names()[0], source, "gl", "fast").result()
+    finally:
+        for pool in callers:
+            pool.shutdown()
+    assert len(workers) == 1 and threading.get_ident() not in workers
+
+
 @pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "file: /etc/passwd",
                                   "bundled: ../g", ""])
 def test_only_listed_models_load(service: ConversionService, name: str) -> None:
@@ -104,6 +162,40 @@ def test_limits_name_the_upload(service: ConversionService, tmp_path: Path) -> N
     with pytest.raises(UserError, match=r"^bad\.wav: not a readable audio file"):
         service.convert(name, bad)
     assert not any(service.workdir.glob("*/*.wav"))  # nothing half-written
+
+
+def test_messages_name_models_not_server_paths(ckpt: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Messages go to the browser: they name the model as the list does. A checkpoint
+    deleted, or damaged, after the server started showed its absolute path."""
+    gone = Path(shutil.copy(ckpt, tmp_path / "gone.pt"))
+    runs = tmp_path / "runs"
+    (runs / "bad").mkdir(parents=True)
+    (runs / "bad" / "checkpoint.pt").write_bytes(b"")
+    svc = ConversionService(Catalog((gone,), runs, bundled=False), device="cpu",
+                            workdir=tmp_path / "w")
+    gone.unlink()
+    source = write(tmp_path / "a.wav", 0.5)
+    names = svc.model_names()  # still lists it: refused when chosen
+    assert names == [f"file: {gone}", "run: bad"]
+    with pytest.raises(UserError) as excinfo:
+        svc.convert(names[0], source)
+    assert str(excinfo.value).startswith(f"file: {gone}: ")
+    for call in (lambda: svc.convert("run: bad", source), lambda: svc.describe("run: bad")):
+        with pytest.raises(UserError) as excinfo:
+            call()
+        message = str(excinfo.value)
+        assert message == "run: bad: corrupt or truncated checkpoint (empty file)", message
+    assert str(runs / "bad" / "checkpoint.pt") in capsys.readouterr().err  # the server's log
+    svc.close()
+
+
+def test_public_message_hides_other_paths() -> None:
+    ckpt = Path("/srv/models/runs/x/checkpoint.pt")
+    text = f"{ckpt}: corrupt (see /usr/lib/python3/torch/serialization.py, line 3)"
+    assert public_message(text, "run: x", (ckpt,)) == (
+        "run: x: corrupt (see <server path>, line 3)")
+    assert public_message("odd\nreason and/or 1/2", "m", ()) == "m: odd reason and/or 1/2"
 
 
 def test_safe_name_never_yields_a_path() -> None:

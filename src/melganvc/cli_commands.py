@@ -192,10 +192,11 @@ def _serve(args: argparse.Namespace) -> int:
         raise UserError("--max-mb and --max-seconds must be positive")
     if not 0 < args.port < 65536:
         raise UserError("--port must be between 1 and 65535")
-    service = ConversionService(Catalog(tuple(args.ckpt), args.runs, not args.no_bundled), Limits(args.max_mb,
-                                args.max_seconds), device=args.device)
-    if not service.model_names():
+    catalog = Catalog(tuple(args.ckpt), args.runs, not args.no_bundled)
+    if not catalog.models():  # before the service makes its work folder
         raise UserError(f"no models to serve: none bundled, no runs in {args.runs}, no --ckpt")
+    service = ConversionService(catalog, Limits(args.max_mb, args.max_seconds),
+                                device=args.device)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"melganvc: warning: serving on {args.host}: other machines can reach this page",
               file=sys.stderr)

@@ -3,15 +3,43 @@
 The page only wires widgets to ``serve.ConversionService``; every rule (which models, size and
 duration limits, file names) lives there. Element ids (``#source``, ``#convert``, ``#result``,
 ``#status`` ...) are stable for the browser test and for users' own scripts.
+
+What this file adds to Gradio's defaults, because uploads are people's voices and the page
+may face other machines:
+
+- the source takes only files uploaded to this server: Gradio would otherwise download a URL
+  (or copy a server path) a client puts in the request, before our code runs;
+- each upload is deleted once converted or refused; Gradio's cache (uploads never converted,
+  its copies of results) lives in the service's work folder, is swept after ``CACHE_TTL_S``
+  and goes with that folder on shutdown (also on SIGTERM);
+- exceptions that are not ``UserError`` show as a bare "Error" (``show_error=False``): their
+  text may hold server paths; run history and the MCP server (both fetch or store data the
+  page does not need) are off.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import re
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from melganvc.errors import UserError
-from melganvc.serve import METHODS, QUALITIES, ConversionService
+from melganvc.serve import METHODS, QUALITIES, ConversionService, log
+
+CACHE_TTL_S = 900  # Gradio deletes the files it holds once they are this old ...
+CACHE_SWEEP_S = 60  # ... looking this often
+UPLOADS = "uploads"  # Gradio's cache (GRADIO_TEMP_DIR) inside the service's work folder
+NOT_UPLOADED = "only audio uploaded to this page is accepted (not links or server paths)"
+UPLOAD_GONE = ("the upload is no longer on the server (uploads are deleted once converted); "
+               "upload or record it again")
+_URL = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]+:|//|\\\\)")  # a scheme, or a network path
 
 HEADER = """# melganvc
 Convert speech or music from one domain to another with a MelGAN-VC model.
@@ -28,12 +56,77 @@ def _import_gradio():
     return gr
 
 
+def upload_folder() -> Path:
+    """Where Gradio keeps uploads (its ``GRADIO_TEMP_DIR``; ``serve`` sets a private one)."""
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder()).resolve()
+
+
+def uploaded_file(value: Any, folder: Path) -> Path:
+    """``value`` as a path inside ``folder`` (links resolved), the only place uploads are;
+    ``UserError(NOT_UPLOADED)`` for anything else: URLs, other server paths, non-strings.
+    Pure string work: nothing is fetched or opened."""
+    text = str(value) if isinstance(value, (str, Path)) else ""
+    if not text or _URL.match(text) or "\x00" in text:
+        raise UserError(NOT_UPLOADED)
+    path = Path(text).resolve()
+    if folder.resolve() not in path.parents:
+        raise UserError(NOT_UPLOADED)
+    return path
+
+
+def discard_upload(value: Any, folder: Path) -> None:
+    """Delete an upload (and its per-upload folder) once it has been used; anything outside
+    ``folder`` is left alone."""
+    try:
+        path = uploaded_file(value, folder)
+    except UserError:
+        return
+    path.unlink(missing_ok=True)
+    parent = path.parent
+    if parent != folder.resolve():
+        with contextlib.suppress(OSError):  # not empty (another upload): keep it
+            parent.rmdir()
+
+
+def accept_only_uploads(component: Any, gr: Any) -> None:
+    """Make an input ``component`` refuse a value not uploaded to this server *before* Gradio
+    acts on it. Gradio hands each input file to the component's
+    ``*move_resource_to_block_cache``, which downloads a URL (SSRF: a client names an address
+    only the server can reach) or copies a path; ``preprocess`` comes after that, too late.
+    Patched on the instance: a ``gr.Audio`` subclass would make Gradio write a ``.pyi`` stub
+    next to this module (in the source tree or the installed package)."""
+    move_async = component.async_move_resource_to_block_cache
+    move = component.move_resource_to_block_cache
+
+    def only_uploaded(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return str(uploaded_file(value, upload_folder()))
+        except UserError as exc:
+            log(f"refused an input that was not uploaded: {str(value)[:200]!r}")
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    async def guarded_async(url_or_file_path: Any) -> Any:
+        return await move_async(only_uploaded(url_or_file_path))
+
+    def guarded(url_or_file_path: Any) -> Any:
+        return move(only_uploaded(url_or_file_path))
+
+    component.async_move_resource_to_block_cache = guarded_async
+    component.move_resource_to_block_cache = guarded
+
+
 def build_app(service: ConversionService):
     """The Gradio ``Blocks`` page for ``service`` (not launched)."""
     gr = _import_gradio()
 
     def user_errors(fn):
-        """Show ``UserError``s as a message on the page instead of a generic failure."""
+        """Show ``UserError``s as a message on the page instead of a generic failure. Keeps
+        ``fn``'s name: Gradio names the HTTP endpoint after it (``/describe``)."""
+        @functools.wraps(fn)
         def wrapped(*args: Any):
             try:
                 return fn(*args)
@@ -43,16 +136,23 @@ def build_app(service: ConversionService):
 
     def convert(model: str, upload: str | None, method: str, quality: str):
         """Outputs: result audio, two mel images, download button, status line. A user mistake
-        clears the outputs and shows its one-line message in the status (and as a toast)."""
+        clears the outputs and shows its one-line message in the status (and as a toast).
+        The upload is deleted afterwards, converted or not."""
+        folder = upload_folder()
         try:
             if not upload:
                 raise UserError("upload or record some audio first")
             if not model:
                 raise UserError("choose a model first")
-            result = service.convert(model, upload, method, quality)
+            path = uploaded_file(upload, folder)  # the source widget checked already
+            if not path.is_file():
+                raise UserError(UPLOAD_GONE)
+            result = service.convert(model, path, method, quality)
         except UserError as exc:
             gr.Warning(str(exc))
             return None, None, None, gr.DownloadButton(visible=False), f"**Error:** {exc}"
+        finally:
+            discard_upload(upload, folder)
         return (str(result.audio), str(result.source_mel), str(result.converted_mel),
                 gr.DownloadButton(value=str(result.audio), visible=True), result.message)
 
@@ -82,7 +182,8 @@ def build_app(service: ConversionService):
         return text, pd.DataFrame(rows, columns=["step", "value", "series"])
 
     models = service.model_names()
-    with gr.Blocks(title="melganvc", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
+    with gr.Blocks(title="melganvc", analytics_enabled=False,
+                   delete_cache=(CACHE_SWEEP_S, CACHE_TTL_S)) as app:
         gr.Markdown(HEADER)
         with gr.Tab("Convert"):
             with gr.Row():
@@ -100,6 +201,7 @@ def build_app(service: ConversionService):
                 source = gr.Audio(sources=["upload", "microphone"], type="filepath",
                                   label=f"Source (≤ {limits.max_seconds:g} s, ≤ {limits.max_mb:g} MB)",
                                   buttons=["download"], elem_id="source")
+                accept_only_uploads(source, gr)
                 result = gr.Audio(type="filepath", label="Converted", interactive=False,
                                   buttons=["download"], elem_id="result")
             run_button = gr.Button("Convert", variant="primary", elem_id="convert")
@@ -133,15 +235,54 @@ def build_app(service: ConversionService):
     return app
 
 
+def use_private_cache(service: ConversionService) -> Path:
+    """Point Gradio's cache at ``<workdir>/uploads``: this server's alone, and deleted with
+    the work folder (``service.close``). ``GRADIO_TEMP_DIR`` is read by Gradio when it makes
+    components and the app, and it is process-wide: one server per process."""
+    cache = service.workdir / UPLOADS
+    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ["GRADIO_TEMP_DIR"] = str(cache)
+    return cache
+
+
+@contextlib.contextmanager
+def sigterm_stops_server() -> Iterator[None]:
+    """While serving, SIGTERM (``kill``, systemd, ``docker stop``) stops the server like
+    Ctrl-C, so the caller's clean-up runs; a second SIGTERM ends the process at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def serve(service: ConversionService, host: str = "127.0.0.1", port: int = 7860,
           block: bool = True):
-    """Launch the page; returns the Gradio app (already serving when ``block`` is false)."""
+    """Launch the page; returns the Gradio app. With ``block`` it serves until Ctrl-C or
+    SIGTERM, then deletes Gradio's cache for it; otherwise it returns at once, serving, and
+    the caller ends it with ``app.close()`` and ``service.close()`` (which deletes the cache)."""
+    cache = use_private_cache(service)
     app = build_app(service)
     app.queue(default_concurrency_limit=1)  # conversions are CPU-heavy: one at a time
-    try:
-        app.launch(server_name=host, server_port=port, max_file_size=service.limits.max_bytes,
-                   prevent_thread_lock=not block, ssr_mode=False, show_error=True,
-                   footer_links=[])
-    except OSError as exc:
-        raise UserError(f"cannot serve on {host}:{port} ({exc})") from None
+    with sigterm_stops_server() if block else contextlib.nullcontext():
+        try:
+            app.launch(server_name=host, server_port=port, max_file_size=service.limits.max_bytes,
+                       prevent_thread_lock=not block, ssr_mode=False, show_error=False,
+                       footer_links=[], run_history=False, mcp_server=False,
+                       enable_monitoring=False)
+        except OSError as exc:
+            shutil.rmtree(cache, ignore_errors=True)
+            raise UserError(f"cannot serve on {host}:{port} ({exc})") from None
+        finally:
+            if block:  # Gradio has stopped serving (Ctrl-C or SIGTERM)
+                app.close(verbose=False)
+                shutil.rmtree(cache, ignore_errors=True)
     return app
