@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+NATURALNESS := "distillmos==0.9.1" "xls-r-sqa==0.1.0"
 
 .PHONY: install demo test test-slow bench lint clean
 
@@ -12,6 +13,9 @@ $(STAMP): pyproject.toml
 	# The CPU wheel first, so nothing can pull a multi-GB CUDA build of torch.
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# The eval extra's naturalness judge, without its declared dependencies: they name torchaudio
+	# (no build for this torch; pip would pull a mismatched one) and transformers, unused here.
+	$(PY) -m pip install --quiet --no-deps $(NATURALNESS)
 	touch $(STAMP)
 
 install: $(STAMP)

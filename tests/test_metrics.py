@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import speech_like
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from melganvc.audio import load
 from melganvc.metrics import (
@@ -27,6 +29,7 @@ from melganvc.metrics import (
     f0_contour,
     f0_statistics,
     normalize_text,
+    number_words,
     semitones,
     speaker_centroid,
     speaker_similarity,
@@ -165,6 +168,37 @@ def test_normalize_text_and_error_rates() -> None:
     assert error_rates("", "") == (0.0, 0.0)
     assert error_rates("", "hello") == (1.0, 1.0)
     assert error_rates("hello world", "") == (1.0, 1.0)
+
+
+@pytest.mark.parametrize(("written", "spoken"), [
+    ("Mr. Smith paid $5, 10% of 1,200.",
+     "mister smith paid five dollars ten percent of one thousand two hundred"),
+    ("On the 21st, at 3.5 km & 40th", "on the twenty first at three point five km and fortieth"),
+    ("2024 - 1999 (laughs) um OK",
+     "two thousand twenty four one thousand nine hundred ninety nine okay"),
+    ("Don\u2019t 'quote' the caf\u00e9's well-known 12th",
+     "don't quote the cafe's well known twelfth"),
+    ("[BLANK_AUDIO]", ""),
+])
+def test_normalize_text_spells_numbers_and_drops_style(written: str, spoken: str) -> None:
+    """Whisper writes digits and punctuation, pocketsphinx and people say words: one form."""
+    assert normalize_text(written) == spoken
+    assert normalize_text(spoken) == spoken  # idempotent
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="aZ09 .,'-$%&()[]<>stndrh\u2019\u00e9", max_size=40))
+def test_normalize_text_is_idempotent(text: str) -> None:
+    once = normalize_text(text)
+    assert normalize_text(once) == once
+    assert all(c in "abcdefghijklmnopqrstuvwxyz' " for c in once)
+
+
+def test_numbers_written_either_way_cost_nothing() -> None:
+    assert error_rates("I have three cats and 21 dogs", "i have 3 cats and twenty-one dogs") == (
+        0.0, 0.0)
+    assert number_words(0) == "zero" and number_words(1_000_001) == "one million one"
+    assert number_words(110) == "one hundred ten"
 
 
 def test_corpus_error_rates_pool_the_edits() -> None:

@@ -65,6 +65,20 @@ class FakeTranscriber:
         return "they came and went" if wave.size > SR else "hello"
 
 
+class FakeJudge:
+    """'Naturalness' = 1 + 4 x the share of energy below 1 kHz: lower voices score higher."""
+
+    name = "fake judge"
+
+    def score(self, wave: np.ndarray, sample_rate: int = SR) -> float:
+        spectrum = np.abs(np.fft.rfft(wave)) ** 2
+        low = spectrum[: int(1000 * wave.size / sample_rate)].sum()
+        return float(1 + 4 * low / spectrum.sum())
+
+    def describe(self) -> dict:
+        return {"name": self.name, "weights_sha256": "ef" * 32}
+
+
 @pytest.fixture(scope="module")
 def results() -> dict:
     src = [voice(220.0, seed=s) for s in range(3)]
@@ -79,6 +93,7 @@ def results() -> dict:
             "oracle <b>": [EvalItem(n, t) for n, t in zip(names, tgt, strict=True)],
         },
         target_refs=tgt, source_refs=src, encoder=FakeEncoder(), transcriber=FakeTranscriber(),
+        naturalness=FakeJudge(),
         config={"model": {"channels": 32}, "seed": 1}, checkpoint_sha256="ab" * 32,
         rtf={"cpu": 0.05},
     )
@@ -106,6 +121,71 @@ def test_results_structure(results: dict) -> None:
     assert results["systems"]["identity"]["mean"]["mcd"] > converted["mean"]["mcd"] > 0
     assert results["config"]["seed"] == 1 and results["rtf"] == {"cpu": 0.05}
     assert results["references"]["target"]["utterances"] == 3
+
+
+def test_naturalness_and_target_reading_columns(results: dict) -> None:
+    """Every system gets a naturalness score per utterance and as a mean; an item with a
+    parallel reference also gets CER/WER against the reference's transcript."""
+    for name, system in results["systems"].items():
+        rows = system["per_utterance"]
+        assert all(1.0 <= r["naturalness"] <= 5.0 for r in rows), name
+        assert system["mean"]["naturalness"] == pytest.approx(
+            np.mean([r["naturalness"] for r in rows]))
+    converted = results["systems"]["converted"]
+    assert converted["mean"]["naturalness"] > results["systems"]["identity"]["mean"][
+        "naturalness"]  # 118 Hz harmonics carry more low energy than 220 Hz ones
+    row = converted["per_utterance"][0]
+    assert row["ref_transcript"] == "they came and went" and row["cer_ref"] == 0.0
+    assert converted["mean"]["cer_ref_corpus"] == 0.0 and converted["mean"]["wer_ref"] == 0.0
+    oracle = results["systems"]["oracle <b>"]
+    assert oracle["mean"]["cer_ref"] is None and oracle["mean"]["cer_ref_corpus"] is None
+    analysis = results["analysis"]
+    assert analysis["naturalness"] == "fake judge" and analysis["asr"] == "FakeTranscriber"
+    assert analysis["naturalness_details"]["weights_sha256"] == "ef" * 32
+    assert {"naturalness", "asr"} <= set(results["timing_s"])
+
+
+def test_summary_lines_show_naturalness_and_target_reading_cer(results: dict) -> None:
+    from melganvc.evaluate import summary_lines
+
+    lines = summary_lines(results)
+    header = lines[0].split()
+    assert header[:2] == ["system", "naturalness"] and "cer_ref_corpus" in header
+    assert len({len(line) for line in lines[:4]}) == 1  # aligned columns
+    assert "fake judge" not in lines[-1] and "FakeTranscriber" in lines[-1]
+    music = {"systems": {"a": {"mean": {"timbre_accept": 1.0, "naturalness": None}}}}
+    assert "naturalness" not in summary_lines(music)[0]  # absent everywhere: no column
+
+
+class RecordingTranscriber:
+    """Records which thread transcribed what."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    def transcribe(self, wave: np.ndarray, sample_rate: int = SR) -> str:
+        import threading
+
+        self.calls.append((threading.current_thread().name, wave.size))
+        return "hello" if wave.size < SR else "they came and went"
+
+
+def test_transcripts_run_once_each_on_one_worker_thread() -> None:
+    """The recogniser runs beside the other judges on a single worker thread, once per
+    distinct waveform (a source shared by two systems is heard once)."""
+    src = [voice(220.0, seed=s) for s in range(2)]
+    tgt = [voice(110.0, seed=s) for s in range(2)]
+    recorder = RecordingTranscriber()
+    results = evaluate_systems(
+        {"converted": [EvalItem(f"u{i}", tgt[i], src[i], tgt[i]) for i in range(2)],
+         "identity": [EvalItem(f"u{i}", src[i], src[i], tgt[i]) for i in range(2)]},
+        target_refs=tgt, source_refs=src, transcriber=recorder)
+    assert len(recorder.calls) == 4  # 2 sources + 2 targets; nothing twice
+    assert {thread for thread, _ in recorder.calls} == {"melganvc-asr_0"}  # no concurrency
+    assert results["systems"]["identity"]["mean"]["cer"] == 0.0
+    assert results["timing_s"]["asr"] >= 0.0
 
 
 def test_metrics_without_models_are_none() -> None:
@@ -214,6 +294,8 @@ def test_write_report_renders_a_self_contained_page(results: dict, tmp_path: Pat
     assert "converted" in page.cells and "identity" in page.cells
     assert "oracle <b>" in page.cells and "<b>oracle" not in text  # escaped system name
     assert "they came and went" in page.cells
+    assert "naturalness" in page.cells and "CER vs target reading" in page.cells
+    assert "fake judge" in text  # the judges are named on the page
     assert "the source only resynthesised" in text  # what each known system is
 
     images = page.find("img")

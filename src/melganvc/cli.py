@@ -185,9 +185,15 @@ def _setup_evaluate(p: argparse.ArgumentParser) -> None:
                    help="not speech: skip speaker similarity and ASR (timbre, F0, MCD remain)")
     p.add_argument("--device", default="auto")
     add_inversion_args(p, "checkpoint")
+    p.add_argument("--asr", choices=["whisper", "whisper-base", "pocketsphinx"], default="whisper",
+                   help="recogniser for CER/WER: whisper (tiny.en, default), whisper-base "
+                        "(the whisper-base extra), pocketsphinx (light; overstates content loss)")
+    p.add_argument("--no-naturalness", dest="naturalness", action="store_false",
+                   help="skip the DistillMOS naturalness judge")
 
 
-@command("evaluate", "score a model: speaker similarity, ASR error, MCD, F0, RTF vs baselines",
+@command("evaluate", "score a model: naturalness, speaker similarity, ASR error, MCD, F0, RTF "
+         "vs baselines",
          _setup_evaluate)
 def _evaluate(args: argparse.Namespace) -> int:
     from melganvc.checkpoint import checkpoint_config, load_checkpoint
@@ -199,7 +205,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     cfg = with_inversion_args(cfg, args)
     results = run_evaluation(cfg, ckpt=args.ckpt, source=args.source, target=args.target,
                              out=args.out, refs=args.refs, converted=args.converted,
-                             limit=args.limit, device=args.device, speech=not args.music)
+                             limit=args.limit, device=args.device, speech=not args.music,
+                             asr=args.asr, naturalness=args.naturalness)
     print("\n".join(summary_lines(results)))
     print(f"report: {args.out / 'report.html'}")
     return 0

@@ -11,6 +11,11 @@ what the generator loses from what the recogniser and the vocoder lose:
   a perfect conversion (its CER is the recogniser's own floor on the target voice);
 - ``oracle_resynth``: the same through features + inversion: a perfect conversion heard
   through our vocoder, the ceiling a converted mel can reach.
+
+Speech judges (``speech=True``), loaded once before anything is converted so that a missing
+package fails in one line at once: naturalness (DistillMOS, ``melganvc.judges``), the
+recogniser for CER/WER (``asr``: Whisper tiny.en by default, ``whisper-base``, or
+``pocketsphinx``) and the speaker encoder (resemblyzer).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from melganvc.data import find_audio
 from melganvc.errors import AudioError, UserError
 from melganvc.features import MelSpectrogram
 from melganvc.invert import Inverter
+from melganvc.metrics import QualityJudge, Recogniser, SpeakerEncoder
 
 SAMPLE_RATE = 16000  # the speaker encoder and recogniser work at 16 kHz
 
@@ -108,18 +114,47 @@ def parallel_oracles(cfg: Config, sources: list[Utterance],
     }
 
 
+@dataclass
+class SpeechJudges:
+    """The models that listen to speech; any of them ``None`` skips its metrics."""
+
+    encoder: SpeakerEncoder | None = None
+    transcriber: Recogniser | None = None
+    naturalness: QualityJudge | None = None
+
+
+def load_speech_judges(asr: str = "whisper", naturalness: bool = True) -> SpeechJudges:
+    """Load the speech judges once (see the module docstring); a missing package raises a
+    one-line ``UserError`` naming the extra to install."""
+    from melganvc.judges import EVAL_EXTRA, NaturalnessJudge, make_recogniser
+
+    try:
+        encoder = SpeakerEncoder()
+    except ImportError as exc:
+        raise UserError(f"the speaker encoder (resemblyzer) is not installed ({exc}): "
+                        f"{EVAL_EXTRA}") from None
+    return SpeechJudges(encoder, make_recogniser(asr),
+                        NaturalnessJudge() if naturalness else None)
+
+
 def run_evaluation(cfg: Config, *, ckpt: Path | None, source: Path, target: Path, out: Path,
                    refs: Path | None = None, converted: Path | None = None,
                    limit: int | None = None, device: str = "auto", examples: int = 3,
-                   speech: bool = True) -> dict:
+                   speech: bool = True, asr: str = "whisper", naturalness: bool = True,
+                   judges: SpeechJudges | None = None) -> dict:
     """Convert (or read) the source utterances, score all systems, write report.json/.html.
 
-    ``speech=False`` (music, other audio) skips the speaker encoder and the ASR; timbre,
-    spectral distances and F0 remain."""
+    ``speech=False`` (music, other audio) skips every speech judge (speaker encoder, ASR,
+    naturalness); timbre, spectral distances and F0 remain. ``asr`` picks the recogniser
+    (``whisper``, ``whisper-base``, ``pocketsphinx``); ``naturalness=False`` skips DistillMOS.
+    ``judges`` passes models already loaded (they are then used as given)."""
     from melganvc.checkpoint import resolve_checkpoint
-    from melganvc.metrics import SpeakerEncoder, Transcriber
     from melganvc.report import EvalItem, ReportExample, evaluate_systems, sha256_file, write_report
 
+    started = time.perf_counter()
+    if judges is None:
+        judges = load_speech_judges(asr, naturalness) if speech else SpeechJudges()
+    loaded = time.perf_counter() - started
     sources = load_folder(source, limit)
     targets = load_folder(target)
     names = [u.name for u in sources]
@@ -145,27 +180,38 @@ def run_evaluation(cfg: Config, *, ckpt: Path | None, source: Path, target: Path
     }
     results = evaluate_systems(
         systems, target_refs=[t.wave for t in targets], source_refs=[u.wave for u in sources],
-        encoder=SpeakerEncoder() if speech else None,
-        transcriber=Transcriber() if speech else None, config=to_dict(cfg),
+        encoder=judges.encoder, transcriber=judges.transcriber, naturalness=judges.naturalness,
+        config=to_dict(cfg),
         checkpoint_sha256=sha256_file(resolve_checkpoint(ckpt)) if ckpt is not None else None,
         rtf=rtf)
+    results["timing_s"].update(load_judges=loaded, total=time.perf_counter() - started)
     shown = [ReportExample(n, s.wave, w, references.get(n, targets[i % len(targets)].wave))
              for i, (n, w, s) in enumerate(zip(names, outputs, sources)) if i < examples]
     write_report(out, results, shown, config=to_dict(cfg))
     return results
 
 
-SUMMARY_KEYS = ("sim_target", "sim_source", "accept_rate", "timbre_accept", "cer_corpus",
-                "wer_corpus", "mcd", "f0_hz")
+SUMMARY_KEYS = ("naturalness", "sim_target", "sim_source", "accept_rate", "timbre_accept",
+                "cer_corpus", "wer_corpus", "cer_ref_corpus", "wer_ref_corpus", "mcd", "f0_hz")
 
 
 def summary_lines(results: dict) -> list[str]:
-    """A small fixed-width table of each system's means for the terminal."""
-    width = max(len("system"), *map(len, results["systems"]))
-    lines = [f"{'system':<{width}} " + " ".join(f"{k:>11}" for k in SUMMARY_KEYS)]
-    for name, system in results["systems"].items():
+    """A small fixed-width table of each system's means for the terminal: the columns that at
+    least one system has (a music run has no naturalness or CER), each as wide as its name."""
+    systems = results["systems"]
+    keys = [k for k in SUMMARY_KEYS
+            if any(isinstance(s["mean"].get(k), int | float) for s in systems.values())]
+    width = max(len("system"), *map(len, systems))
+    widths = [max(8, len(k)) for k in keys]
+    lines = [f"{'system':<{width}} " + " ".join(f"{k:>{w}}" for k, w in zip(keys, widths))]
+    for name, system in systems.items():
         mean = system["mean"]
-        cells = [f"{mean[k]:11.3f}" if isinstance(mean.get(k), (int, float)) else f"{'-':>11}"
-                 for k in SUMMARY_KEYS]
+        cells = [f"{mean[k]:{w}.3f}" if isinstance(mean.get(k), int | float) else f"{'-':>{w}}"
+                 for k, w in zip(keys, widths)]
         lines.append(f"{name:<{width}} " + " ".join(cells))
+    analysis = results.get("analysis") or {}
+    notes = [f"CER/WER: {analysis['asr']}" if analysis.get("asr") else "",
+             "naturalness: DistillMOS, 1-5, higher is better" if "naturalness" in keys else ""]
+    if any(notes):
+        lines.append("(" + "; ".join(n for n in notes if n) + ")")
     return lines
