@@ -79,3 +79,29 @@ def conv_sigmas(state: dict[str, torch.Tensor]) -> list[float]:
     conv and dense weights: all 1.0 for correctly normalised weights."""
     return [float(torch.linalg.matrix_norm(w.float().reshape(w.shape[0], -1), ord=2))
             for k, w in state.items() if k.endswith("weight") and w.dim() > 1]
+
+
+FAST_INVERSION = ["gl_iters=4", "nnls_iters=10"]  # conversion tests check plumbing, not quality
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core box more threads only slow the tiny models."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny generator checkpoint (see ``make_checkpoint``)."""
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "g.pt")
+
+
+@pytest.fixture(scope="module")
+def conv(ckpt: Path):
+    """A CPU ``Converter`` for ``ckpt`` with a fast inversion."""
+    from melganvc.convert import Converter
+
+    return Converter.from_checkpoint(ckpt, device="cpu", inversion=FAST_INVERSION)

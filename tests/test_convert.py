@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import conv_sigmas, make_checkpoint, speech_like
+from conftest import conv_sigmas, speech_like
 from torch import nn
 
 from melganvc.audio import load, read_comment
@@ -22,16 +22,6 @@ from melganvc.seams import seam_score
 
 FAST = ["gl_iters=4", "nnls_iters=10"]  # fast inversion: these tests check plumbing, not quality
 CLI_FAST = ["--iters", "4", "--set", "inversion.nnls_iters=10", "--no-progress", "--device", "cpu"]
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "g.pt")
-
-
-@pytest.fixture(scope="module")
-def conv(ckpt: Path) -> Converter:
-    return Converter.from_checkpoint(ckpt, device="cpu", inversion=FAST)
 
 
 def active_rms(x: np.ndarray, frame: int = 384) -> float:

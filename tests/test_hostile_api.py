@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import make_checkpoint, speech_like
+from conftest import speech_like
 
 from melganvc import streaming
 from melganvc.audio import AudioError, audio_info, load
@@ -26,26 +26,10 @@ from melganvc.convert import Converter
 from melganvc.features import MelSpectrogram
 
 SR = 16000
-FAST = ["gl_iters=4", "nnls_iters=10"]
 CLI_FAST = ["--iters", "4", "--set", "inversion.nnls_iters=10", "--no-progress", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "g.pt")
-
-
-@pytest.fixture(scope="module")
-def conv(ckpt: Path) -> Converter:
-    return Converter.from_checkpoint(ckpt, device="cpu", inversion=FAST)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
