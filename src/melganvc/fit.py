@@ -2,7 +2,9 @@
 
 A run folder holds ``config.yaml`` (resolved), ``checkpoint.pt`` (latest, atomic, every
 ``checkpoint_every`` batches) and ``logs/`` (TensorBoard: every loss, mel images of fixed A
-inputs and their translations, and audio of the translations at each eval).
+inputs and their translations, and audio of the translations at each eval). For speech, each
+eval also scores those translations with the ``eval`` extra's judges (``SampleJudges``):
+``judge/naturalness`` (DistillMOS, 1-5) and ``judge/similarity_b`` (resemblyzer cosine to B).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ from melganvc.train import (
 
 CONFIG_NAME = "config.yaml"
 EVAL_MAX_FRAMES = 256  # ~3 s of 16 kHz speech per logged example
+# The judges are 16 kHz speech models (they resample their input): the speech presets (16 and
+# 8 kHz) are scored; above 16 kHz are the music presets, which they cannot judge.
+JUDGE_MAX_RATE = 16000
 
 
 def prepare_domain(cfg: Config, source: Path, output: Path, progress: bool = True) -> PrepareReport:
@@ -108,21 +113,79 @@ def mel_image(mel: torch.Tensor) -> np.ndarray:
     return ((mel.flip(0).clamp(-1, 1) + 1) / 2).unsqueeze(0).cpu().numpy()
 
 
-def log_samples(state: TrainState, writer, examples: list[torch.Tensor]) -> None:
+class SampleJudges:
+    """Naturalness (DistillMOS) and speaker similarity to B (resemblyzer) of the logged sample
+    translations, written as ``judge/naturalness`` (mean over the examples, 1-5) and
+    ``judge/similarity_b`` (mean cosine of each example's embedding to the centroid of
+    ``references``, a few B utterances, -1..1).
+
+    The judges and the B centroid (the references inverted once with the samples' inverter) are
+    loaded at the first eval, once per run. Without the ``eval`` extra, one warning is printed
+    and nothing is scored; music (sample rate above 16 kHz) is never scored."""
+
+    def __init__(self, references: list[torch.Tensor]) -> None:
+        self.references = references
+        self.disabled = False
+        self.naturalness = None
+        self.encoder = None
+        self.centroid: np.ndarray | None = None
+
+    def _load(self, inverter, device: torch.device, sample_rate: int) -> bool:
+        threads = torch.get_num_threads()  # DistillMOS gets the training threads: it waits
+        try:
+            from melganvc.judges import NaturalnessJudge
+            from melganvc.metrics import SpeakerEncoder, speaker_centroid
+
+            self.naturalness = NaturalnessJudge(num_threads=threads)
+            self.encoder = SpeakerEncoder()  # one thread: its small LSTM gains nothing from more
+        except (ImportError, UserError) as exc:
+            print(f"melganvc: warning: judge/* scalars not logged ({exc})", file=sys.stderr)
+            self.disabled = True
+            return False
+        with torch.no_grad():
+            waves = [inverter(mel.to(device)).reshape(-1).clamp(-1, 1).cpu().numpy()
+                     for mel in self.references]
+        self.centroid = speaker_centroid(self.encoder, waves, sample_rate)
+        return True
+
+    def log(self, state: TrainState, writer, waves: list[np.ndarray], inverter) -> None:
+        """Score ``waves`` (the sample translations, at the model's rate) and log the means."""
+        sample_rate = state.cfg.features.sample_rate
+        if self.disabled or not waves or sample_rate > JUDGE_MAX_RATE:
+            return
+        if self.naturalness is None and not self._load(inverter, state.device, sample_rate):
+            return
+        from melganvc.metrics import cosine
+
+        mos = [self.naturalness.score(w, sample_rate) for w in waves]
+        sim = [cosine(self.encoder.embed(w, sample_rate), self.centroid) for w in waves]
+        for tag, values in (("judge/naturalness", mos), ("judge/similarity_b", sim)):
+            finite = [v for v in values if math.isfinite(v)]  # NaN: a silent translation
+            if finite:
+                writer.add_scalar(tag, float(np.mean(finite)), state.step)
+
+
+def log_samples(state: TrainState, writer, examples: list[torch.Tensor],
+                judges: SampleJudges | None = None) -> None:
     from melganvc.invert import Inverter  # only when sampling: inversion is not needed to train
 
     generator = state.inference_generator()
     was_training = generator.training
     generator.eval()
     inverter = Inverter(state.cfg.features, state.cfg.inversion).to(state.device)
+    rate = state.cfg.features.sample_rate
+    waves = []
     for i, mel in enumerate(examples):
         fake = translate_chunks(generator, mel.to(state.device), state.cfg.model.chunk_frames)
         writer.add_image(f"mel/{i}_source", mel_image(mel), state.step)
         writer.add_image(f"mel/{i}_converted", mel_image(fake), state.step)
         with torch.no_grad():
             wave = inverter(fake).reshape(-1).clamp(-1, 1).cpu()
-        writer.add_audio(f"audio/{i}_converted", wave, state.step, state.cfg.features.sample_rate)
+        writer.add_audio(f"audio/{i}_converted", wave, state.step, rate)
+        waves.append(wave.numpy())
     generator.train(was_training)
+    if judges is not None:
+        judges.log(state, writer, waves, inverter)
 
 
 def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool = False,
@@ -154,14 +217,16 @@ def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool
                 from None
         writer = SummaryWriter(str(run_dir / "logs"))
     examples = eval_examples(cfg, data_a)
-    _loop(state, data_a, data_b, run_dir, writer, examples, progress and main)
+    judges = SampleJudges(eval_examples(cfg, data_b))
+    _loop(state, data_a, data_b, run_dir, writer, examples, progress and main, judges)
     if writer is not None:
         writer.close()
     return state
 
 
 def _loop(state: TrainState, data_a: MelCorpus, data_b: MelCorpus, run_dir: Path, writer,
-          examples: list[torch.Tensor], progress: bool) -> None:
+          examples: list[torch.Tensor], progress: bool,
+          judges: SampleJudges | None = None) -> None:
     t = state.cfg.train
     started = time.monotonic()
     bar = tqdm(total=t.steps, initial=state.step, disable=not progress, unit="batch",
@@ -184,7 +249,7 @@ def _loop(state: TrainState, data_a: MelCorpus, data_b: MelCorpus, run_dir: Path
             save_run_checkpoint(state, run_dir)
             last_saved = state.step
         if writer is not None and t.eval_every > 0 and state.step % t.eval_every == 0:
-            log_samples(state, writer, examples)
+            log_samples(state, writer, examples, judges)
     bar.close()
     if state.step != last_saved:
         save_run_checkpoint(state, run_dir)
