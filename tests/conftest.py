@@ -86,7 +86,10 @@ FAST_INVERSION = ["gl_iters=4", "nnls_iters=10"]  # conversion tests check plumb
 
 @pytest.fixture(scope="module")
 def one_torch_thread():
-    """One intra-op thread: on a shared 2-core box more threads only slow the tiny models."""
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures(...)``): on a
+    shared 2-core box a second OpenMP thread only adds contention to tiny models and STFTs,
+    and makes some LAPACK calls (the inverter's ``eigvalsh``) 100x slower. Behaviour, not
+    speed, is what these tests check."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -29,13 +29,7 @@ from melganvc.features import MelSpectrogram
 FUZZ = settings(max_examples=1000, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Many tiny STFTs: two OpenMP threads on a shared 2-core box only add contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 _counter = itertools.count()

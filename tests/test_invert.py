@@ -22,13 +22,7 @@ from melganvc.invert import (
 SR = 16000
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small ops on a shared 2-core machine: one thread avoids OpenMP stalls when busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(**inversion) -> Config:

@@ -30,18 +30,11 @@ from melganvc.models import (
     settle_spectral_norm,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Small ops on 2 busy cores spend most of their time waiting for the second thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def reference_models(_single_thread):
+def reference_models(one_torch_thread):
     torch.manual_seed(0)
     return build_models(Config())
 

@@ -36,14 +36,7 @@ SR = 16000
 FAST_RESYNTH = ["--preset", "tiny", "--iters", "2", "--set", "inversion.nnls_iters=5"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core box two OpenMP threads make some LAPACK calls
-    (the inverter's ``eigvalsh``) 100x slower; these tests check behaviour, not speed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- the bad-input corpus ------------------------------------------------------------------------

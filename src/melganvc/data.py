@@ -158,30 +158,32 @@ def _source_record(source: Path, audio_files: list[Path], min_frames: int) -> di
             "listing": digest.hexdigest(), "min_frames": min_frames}
 
 
-def recorded_source(path: Path) -> dict[str, Any] | None:
-    """The source description a prepared corpus recorded (None: unreadable, or made by a
-    melganvc from before sources were recorded)."""
+def _read_index(path: Path) -> dict[str, Any] | None:
     try:
-        found = json.loads((Path(path) / INDEX).read_text()).get("source")
-    except (OSError, ValueError, AttributeError):
+        index = json.loads((Path(path) / INDEX).read_text())
+    except (OSError, ValueError):
         return None
+    return index if isinstance(index, dict) else None
+
+
+def recorded_source(path: Path, index: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The source description a prepared corpus recorded (None: unreadable, or made by a
+    melganvc from before sources were recorded); ``index``: its already-read index."""
+    found = (index if index is not None else _read_index(path) or {}).get("source")
     return found if isinstance(found, dict) else None
 
 
 def stale_reason(cache: Path, source: dict[str, Any], features: FeatureConfig) -> str | None:
     """Why the prepared ``cache`` does not hold ``source`` (a ``describe_source``) prepared
     with ``features``, in one clause; None when it is current and can be reused."""
-    recorded = recorded_source(cache)
+    index = _read_index(cache) or {}
+    recorded = recorded_source(cache, index)
     if recorded is None:
         return f"{cache} does not record which audio it was prepared from"
     if recorded.get("path") != source["path"]:
         return f"{cache} was prepared from {recorded.get('path')}, not {source['path']}"
-    try:
-        same_features = json.loads((Path(cache) / INDEX).read_text())["features"] == \
-            to_dict(features)
-    except (OSError, ValueError, KeyError, TypeError):
-        same_features = False
-    if not same_features or recorded.get("min_frames") != source["min_frames"]:
+    if index.get("features") != to_dict(features) \
+            or recorded.get("min_frames") != source["min_frames"]:
         return f"{cache} was prepared with other feature or crop settings"
     if recorded.get("listing") != source["listing"]:
         return f"{source['path']} changed since {cache} was prepared"
