@@ -107,3 +107,67 @@ def test_cli_asr_and_naturalness_flags_reach_the_evaluation(tmp_path, monkeypatc
     assert seen["asr"] == "whisper" and seen["naturalness"] is True
     assert main([*common, "--asr", "pocketsphinx", "--no-naturalness"]) == 0
     assert seen["asr"] == "pocketsphinx" and seen["naturalness"] is False
+
+
+def _two_speakers(root: Path) -> None:
+    for name, f0, formants in (("a", 110.0, (500, 1500, 2500)), ("b", 220.0, (800, 2000, 3200))):
+        (root / name).mkdir()
+        for i in range(2):
+            sf.write(root / name / f"{i}.wav",
+                     speech_like(1.5, f0=f0, formants=formants, seed=i), 16000)
+
+
+def test_evaluate_several_checkpoints_shares_the_baselines(tmp_path: Path, monkeypatch) -> None:
+    """``--ckpt A --ckpt B``: one converted system per run, named by run folder, beside
+    baselines computed once; each run's hash and real-time factor are recorded."""
+    import melganvc.evaluate as evaluate_module
+
+    _two_speakers(tmp_path)
+    runs = [make_checkpoint(tmp_path / name / "checkpoint.pt", seed=seed)
+            for name, seed in (("runA", 0), ("runB", 1))]
+    calls = []
+    real = evaluate_module.resynthesize
+    monkeypatch.setattr(evaluate_module, "resynthesize",
+                        lambda cfg, waves: calls.append(len(waves)) or real(cfg, waves))
+    out = tmp_path / "report"
+    code = main(["evaluate", "--ckpt", str(runs[0]), "--ckpt", str(runs[1].parent), "--source",
+                 str(tmp_path / "a"), "--target", str(tmp_path / "b"), "--out", str(out),
+                 "--music", "--device", "cpu", "--iters", "3"])
+    assert code == 0
+    assert calls == [2]  # identity once, for both runs (no --refs: no oracle_resynth)
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["systems"]) == ["converted:runA", "converted:runB", "identity", "oracle"]
+    assert report["checkpoint_sha256"] is None
+    hashes = {k: v["sha256"] for k, v in report["checkpoints"].items()}
+    assert set(hashes) == {"converted:runA", "converted:runB"} and len(set(hashes.values())) == 2
+    assert set(report["rtf"]) == set(hashes)
+    a, b = (report["systems"][k]["mean"]["timbre_target"] for k in hashes)
+    assert a != b  # two different generators were really run
+    assert "the output of the model in runB" in (out / "report.html").read_text()
+
+
+def test_evaluate_refuses_checkpoints_with_different_features(tmp_path: Path, capsys) -> None:
+    from dataclasses import replace
+
+    import torch
+
+    from melganvc.checkpoint import save_checkpoint
+    from melganvc.config import preset_config, to_dict
+    from melganvc.models import build_models
+
+    _two_speakers(tmp_path)
+    first = make_checkpoint(tmp_path / "runA" / "checkpoint.pt")
+    cfg = preset_config("tiny")
+    cfg = replace(cfg, features=replace(cfg.features, sample_rate=22050))
+    other = tmp_path / "runB" / "checkpoint.pt"
+    other.parent.mkdir()
+    save_checkpoint(other, {"config": to_dict(cfg), "step": 0,
+                            "models": {"generator": build_models(cfg)[0].state_dict()}})
+    torch.manual_seed(0)
+    code = main(["evaluate", "--ckpt", str(first), "--ckpt", str(other), "--source",
+                 str(tmp_path / "a"), "--target", str(tmp_path / "b"), "--out",
+                 str(tmp_path / "report"), "--music", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code != 0 and "features.sample_rate" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "report" / "report.json").exists()

@@ -174,7 +174,9 @@ def _refuse_other_config(args: argparse.Namespace, run_cfg: Config, extra: list[
 # --- evaluate / demo ------------------------------------------------------------------------
 
 def _setup_evaluate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", type=Path, help="run folder or checkpoint to evaluate")
+    p.add_argument("--ckpt", type=Path, action="append", default=[],
+                   help="run folder or checkpoint to evaluate (repeat to compare several "
+                        "against baselines computed once)")
     p.add_argument("--converted", type=Path, help="already-converted files (same names as --source)")
     p.add_argument("--source", required=True, type=Path, help="held-out source-speaker utterances")
     p.add_argument("--target", required=True, type=Path, help="target-speaker utterances")
@@ -199,11 +201,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     from melganvc.checkpoint import checkpoint_config, load_checkpoint
     from melganvc.evaluate import run_evaluation, summary_lines
 
-    if args.ckpt is None and args.converted is None:
+    if not args.ckpt and args.converted is None:
         raise UserError("evaluate needs --ckpt or --converted")
-    cfg = checkpoint_config(load_checkpoint(args.ckpt)) if args.ckpt else preset_config("speech16k")
+    if len(args.ckpt) > 1 and args.converted is not None:
+        raise UserError("--converted scores one set of files: give at most one --ckpt with it")
+    cfg = (checkpoint_config(load_checkpoint(args.ckpt[0])) if args.ckpt
+           else preset_config("speech16k"))
     cfg = with_inversion_args(cfg, args)
-    results = run_evaluation(cfg, ckpt=args.ckpt, source=args.source, target=args.target,
+    results = run_evaluation(cfg, ckpts=args.ckpt, source=args.source, target=args.target,
                              out=args.out, refs=args.refs, converted=args.converted,
                              limit=args.limit, device=args.device, speech=not args.music,
                              asr=args.asr, naturalness=args.naturalness)

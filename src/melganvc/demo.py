@@ -83,7 +83,7 @@ def run_demo(out: Path, minutes: float = 4.0, steps: int | None = None, n_train:
     convert_demo(run, voice / "A" / "test", converted)
     print("[4/4] evaluating (speaker similarity, ASR, F0) against identity and oracle baselines")
     cfg = checkpoint_config(load_checkpoint(run))
-    results = run_evaluation(cfg, ckpt=run, source=voice / "A" / "test", target=voice / "B" / "test",
+    results = run_evaluation(cfg, ckpts=[run], source=voice / "A" / "test", target=voice / "B" / "test",
                              out=out / "report", converted=converted)
     print("\n".join(summary_lines(results)))
     print(f"\ndone in {(time.monotonic() - started) / 60:.1f} min")

@@ -1,7 +1,9 @@
 """``melganvc evaluate``: convert held-out source utterances and score them beside their baselines.
 
 Systems in one run, so every number has its floor and ceiling beside it:
-- ``converted``: the model's output (or files given with ``--converted``);
+- ``converted``: the model's output (or files given with ``--converted``); with several
+  checkpoints, one ``converted:<label>`` system each (``label``: the run folder's name), all
+  scored against the same baselines, which are computed once;
 - ``identity``: the source only resynthesised (mel -> inversion, no generator): the floor;
 - ``oracle``: the target speaker's own utterances: the ceiling.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,13 +140,61 @@ def load_speech_judges(asr: str = "whisper", naturalness: bool = True) -> Speech
                         NaturalnessJudge() if naturalness else None)
 
 
-def run_evaluation(cfg: Config, *, ckpt: Path | None, source: Path, target: Path, out: Path,
-                   refs: Path | None = None, converted: Path | None = None,
+def checkpoint_labels(ckpts: Sequence[Path]) -> list[str]:
+    """System names for the checkpoints: ``converted`` for one, else ``converted:<run>`` by
+    run folder name (the full path where two runs share a name)."""
+    if len(ckpts) == 1:
+        return ["converted"]
+    names = [(p.parent.name if p.suffix else p.name) or str(p) for p in ckpts]
+    if len(set(names)) < len(names):
+        names = [str(p) for p in ckpts]
+    if len(set(names)) < len(names):
+        raise UserError(f"--ckpt given twice: {next(n for n in names if names.count(n) > 1)}")
+    return [f"converted:{n}" for n in names]
+
+
+def check_same_features(cfg: Config, ckpts: Sequence[Path]) -> None:
+    """The baselines are made with ``cfg``'s features: every checkpoint must share them."""
+    from melganvc.checkpoint import checkpoint_config, field_differences, load_checkpoint
+
+    for path in ckpts:
+        other = checkpoint_config(load_checkpoint(path))
+        diff = field_differences({"features": to_dict(cfg.features)},
+                                 {"features": to_dict(other.features)})
+        if diff:
+            raise UserError(f"{path}: its features differ from the first checkpoint's "
+                            f"({diff[0]}); evaluate it in a separate run")
+
+
+def converted_systems(ckpts: Sequence[Path], cfg: Config, sources: list[Utterance],
+                      device: str) -> tuple[dict[str, list[np.ndarray]], dict[str, float]]:
+    """Each checkpoint's conversions of the sources and its real-time factor, by system name."""
+    check_same_features(cfg, ckpts)
+    outputs, rtfs = {}, {}
+    for label, ckpt in zip(checkpoint_labels(ckpts), ckpts):
+        outputs[label], rtfs[label] = convert_all(ckpt, sources, device, cfg.inversion)
+    return outputs, rtfs
+
+
+def given_conversions(converted: Path, names: list[str]) -> list[np.ndarray]:
+    """Already-converted files for every source name (a missing one is an error)."""
+    given = paired(converted, names)
+    missing = [n for n in names if n not in given]
+    if missing:
+        raise UserError(f"{converted}: no converted file for {len(missing)} sources "
+                        f"(e.g. {missing[0]})")
+    return [given[n] for n in names]
+
+
+def run_evaluation(cfg: Config, *, ckpts: Sequence[Path] = (), source: Path, target: Path,
+                   out: Path, refs: Path | None = None, converted: Path | None = None,
                    limit: int | None = None, device: str = "auto", examples: int = 3,
                    speech: bool = True, asr: str = "whisper", naturalness: bool = True,
                    judges: SpeechJudges | None = None) -> dict:
     """Convert (or read) the source utterances, score all systems, write report.json/.html.
 
+    ``ckpts``: the checkpoints to convert with (one system each, see the module docstring);
+    with ``converted`` they are only recorded (hashes) and the given files are scored.
     ``speech=False`` (music, other audio) skips every speech judge (speaker encoder, ASR,
     naturalness); timbre, spectral distances and F0 remain. ``asr`` picks the recogniser
     (``whisper``, ``whisper-base``, ``pocketsphinx``); ``naturalness=False`` skips DistillMOS.
@@ -151,6 +202,9 @@ def run_evaluation(cfg: Config, *, ckpt: Path | None, source: Path, target: Path
     from melganvc.checkpoint import resolve_checkpoint
     from melganvc.report import EvalItem, ReportExample, evaluate_systems, sha256_file, write_report
 
+    ckpts = [Path(c) for c in ckpts]
+    if converted is None and not ckpts:
+        raise UserError("evaluate needs --ckpt or --converted")
     started = time.perf_counter()
     if judges is None:
         judges = load_speech_judges(asr, naturalness) if speech else SpeechJudges()
@@ -158,35 +212,34 @@ def run_evaluation(cfg: Config, *, ckpt: Path | None, source: Path, target: Path
     sources = load_folder(source, limit)
     targets = load_folder(target)
     names = [u.name for u in sources]
-    rtf = None
     if converted is not None:
-        given = paired(converted, names)
-        missing = [n for n in names if n not in given]
-        if missing:
-            raise UserError(f"{converted}: no converted file for {len(missing)} sources "
-                            f"(e.g. {missing[0]})")
-        outputs = [given[n] for n in names]
-    elif ckpt is not None:
-        outputs, rtf = convert_all(ckpt, sources, device, cfg.inversion)
+        outputs, rtfs = {"converted": given_conversions(converted, names)}, {}
     else:
-        raise UserError("evaluate needs --ckpt or --converted")
+        outputs, rtfs = converted_systems(ckpts, cfg, sources, device)
     references = paired(refs, names)
     identity = resynthesize(cfg, [u.wave for u in sources])
     systems = {
-        "converted": [EvalItem(n, w, s.wave, references.get(n)) for n, w, s in zip(names, outputs, sources)],
+        **{label: [EvalItem(n, w, s.wave, references.get(n))
+                   for n, w, s in zip(names, waves, sources)] for label, waves in outputs.items()},
         "identity": [EvalItem(n, w, s.wave, references.get(n)) for n, w, s in zip(names, identity, sources)],
         "oracle": [EvalItem(t.name, t.wave) for t in targets[: max(len(sources), 1)]],
         **parallel_oracles(cfg, sources, references),
     }
+    hashes = {label: sha256_file(resolve_checkpoint(c))
+              for label, c in zip(checkpoint_labels(ckpts), ckpts)} if ckpts else {}
     results = evaluate_systems(
         systems, target_refs=[t.wave for t in targets], source_refs=[u.wave for u in sources],
         encoder=judges.encoder, transcriber=judges.transcriber, naturalness=judges.naturalness,
         config=to_dict(cfg),
-        checkpoint_sha256=sha256_file(resolve_checkpoint(ckpt)) if ckpt is not None else None,
-        rtf=rtf)
+        checkpoint_sha256=next(iter(hashes.values())) if len(hashes) == 1 else None,
+        rtf=(rtfs.get("converted") if len(rtfs) == 1 else rtfs) or None)
+    if len(hashes) > 1:
+        results["checkpoints"] = {label: {"path": str(c), "sha256": hashes[label]}
+                                  for label, c in zip(hashes, ckpts)}
     results["timing_s"].update(load_judges=loaded, total=time.perf_counter() - started)
+    first = next(iter(outputs.values()))
     shown = [ReportExample(n, s.wave, w, references.get(n, targets[i % len(targets)].wave))
-             for i, (n, w, s) in enumerate(zip(names, outputs, sources)) if i < examples]
+             for i, (n, w, s) in enumerate(zip(names, first, sources)) if i < examples]
     write_report(out, results, shown, config=to_dict(cfg))
     return results
 

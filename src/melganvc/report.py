@@ -19,6 +19,8 @@ Results schema (``RESULTS_SCHEMA``)::
      "analysis": {"asr": "whisper tiny.en" | ... | None, "asr_details": {...} | None,
                   "naturalness": "DistillMOS v7 ..." | None, "naturalness_details": ...},
      "config": {...} | None, "checkpoint_sha256": "..." | None, "rtf": ... | None,
+     "checkpoints": {"converted:<run>": {"path": ..., "sha256": ...}, ...}  (several only;
+                    "rtf" is then {"converted:<run>": ..., ...}),
      "timing_s": {"naturalness": ..., "speaker": ..., "asr": ..., "spectral": ..., "f0": ...}}
 
 Metrics a system could not get (no encoder, no ASR, no parallel reference) are ``None``.
@@ -129,6 +131,15 @@ SYSTEM_NOTES = {
     "oracle_resynth": "the same through features and inversion: the best a converted mel "
                       "can sound",
 }
+
+
+def system_note(name: str) -> str:
+    """What a system is, for the report (``converted:<run>``: one of several checkpoints)."""
+    if name.startswith("converted:"):
+        return f"the output of the model in {name.partition(':')[2]}"
+    return SYSTEM_NOTES.get(name, "")
+
+
 BAR_METRICS = ("naturalness", "sim_target", "accept_rate", "timbre_accept", "cer", "mcd", "lsd",
                "f0_mean_diff_st")
 # rates over per-utterance booleans: mean key -> row key
@@ -721,6 +732,8 @@ def render_html(results: Mapping[str, Any], examples: Sequence[ReportExample] = 
     analysis = results.get("analysis") or {}
     facts += [("recogniser (CER/WER)", analysis.get("asr")),
               ("naturalness judge", analysis.get("naturalness"))]
+    facts += [(f"{name} checkpoint", f"{info.get('path')} (sha256 {info.get('sha256')})")
+              for name, info in (results.get("checkpoints") or {}).items()]
     refs = results.get("references", {})
     for role in ("target", "source"):
         info = refs.get(role)
@@ -741,8 +754,8 @@ def render_html(results: Mapping[str, Any], examples: Sequence[ReportExample] = 
     rows = [[name, s["mean"].get("utterances"), *[s["mean"].get(k) for k in mean_keys],
              *[s["mean"].get(k) for k in corpus_keys]] for name, s in systems.items()]
     out.append(_table(headers, rows, "summary", frozenset({0})))
-    out.append("<p>" + "<br>".join(f"<b>{html.escape(n)}</b>: {html.escape(SYSTEM_NOTES[n])}"
-                                   for n in systems if n in SYSTEM_NOTES) + "</p>")
+    out.append("<p>" + "<br>".join(f"<b>{html.escape(n)}</b>: {html.escape(system_note(n))}"
+                                   for n in systems if system_note(n)) + "</p>")
     out.append("<p>" + "<br>".join(
         f"<b>{html.escape(metrics[k]['label'])}</b>: {html.escape(metrics[k].get('note', ''))}"
         + (f" ({html.escape(metrics[k]['better'])} is better)" if metrics[k].get("better") else "")
