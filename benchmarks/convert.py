@@ -33,12 +33,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from melganvc.audio import load
-from melganvc.checkpoint import save_checkpoint
 from melganvc.config import Config, apply_overrides, preset_config, to_dict
-from melganvc.convert import Converter
-from melganvc.models import build_models
-from melganvc.seams import seam_score
+from melganvc.conversion.converter import Converter
+from melganvc.evaluation.seams import seam_score
+from melganvc.io.audio import load
+from melganvc.io.checkpoint import save_checkpoint
+from melganvc.models.networks import build_models
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "vcc2016"
 RATE = 16000
@@ -46,7 +46,7 @@ RATE = 16000
 CHILD = """
 import json, sys, time, torch
 torch.set_num_threads(int(sys.argv[4]))
-from melganvc.convert import Converter
+from melganvc.conversion.converter import Converter
 start = time.perf_counter()
 conv = Converter.from_checkpoint(sys.argv[1], device="cpu")
 conv.convert_file(sys.argv[2], sys.argv[3])
@@ -165,8 +165,8 @@ def seams_section(folder: Path, x: np.ndarray, steps: int, ckpt: Path | None) ->
 
 
 def train_tiny(folder: Path, steps: int) -> Path:
-    from melganvc.data import prepare
-    from melganvc.fit import fit
+    from melganvc.training.data import prepare
+    from melganvc.training.loop import fit
 
     cfg = apply_overrides(preset_config("tiny"), [f"train.steps={steps}", "train.eval_every=0",
                                                   f"train.checkpoint_every={steps}"])

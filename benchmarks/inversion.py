@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from melganvc.audio import load
 from melganvc.config import Config
-from melganvc.features import MelSpectrogram
-from melganvc.invert import Inverter, linear_magnitude, spectral_convergence
+from melganvc.dsp.inversion import Inverter
+from melganvc.dsp.mel import MelSpectrogram
+from melganvc.evaluation.inversion_quality import linear_magnitude, spectral_convergence
+from melganvc.io.audio import load
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "vcc2016" / "SF1"
 

@@ -122,7 +122,7 @@ def via_http(n: int, folder: Path) -> dict:
 
 def via_service(n: int, folder: Path, workers: int) -> dict:
     """``ConversionService.convert`` called in turn from ``workers`` threads of this process."""
-    from melganvc.serve import Catalog, ConversionService
+    from melganvc.apps.service import Catalog, ConversionService
 
     source = folder / "voice.wav"
     sf.write(source, speech(2.0), RATE)

@@ -1,4 +1,4 @@
-"""Time real training batches (``melganvc.train.train_batch``): critic every batch, G+S every
+"""Time real training batches (``melganvc.training.step.train_batch``): critic every batch, G+S every
 ``gupt``-th, reference config, batch 16, averaged over whole cycles.
 
 Prints one JSON object: mean ms per batch, each step kind's mean, process CPU time per batch,
@@ -20,8 +20,8 @@ from dataclasses import replace
 import torch
 
 from melganvc.config import preset_config
-from melganvc.models import count_parameters
-from melganvc.train import build_state, select_device, train_batch
+from melganvc.models.layers import count_parameters
+from melganvc.training.step import build_state, select_device, train_batch
 
 
 def sync(device: torch.device) -> None:

@@ -9,10 +9,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from melganvc.checkpoint import save_checkpoint
 from melganvc.config import Config, preset_config, to_dict
-from melganvc.data import prepare
-from melganvc.models import build_models
+from melganvc.io.checkpoint import save_checkpoint
+from melganvc.models.networks import build_models
+from melganvc.training.data import prepare
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -105,6 +105,6 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def conv(ckpt: Path):
     """A CPU ``Converter`` for ``ckpt`` with a fast inversion."""
-    from melganvc.convert import Converter
+    from melganvc.conversion.converter import Converter
 
     return Converter.from_checkpoint(ckpt, device="cpu", inversion=FAST_INVERSION)

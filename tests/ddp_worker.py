@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-import melganvc.fit as fit_module
+import melganvc.training.loop as fit_module
 from melganvc.config import apply_overrides, preset_config
-from melganvc.fit import fit
+from melganvc.training.loop import fit
 
 first_batch = []
 original_sample = fit_module.sample_batch

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from melganvc.audio import AudioWriter, audio_info, iter_blocks, load, read_comment, save
 from melganvc.errors import AudioError
+from melganvc.io.audio import AudioWriter, audio_info, iter_blocks, load, read_comment, save
 
 
 def test_load_downmixes_and_resamples(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from melganvc.augment import CUTOUT_FRACTION, LEVEL, SILENCE, augment_crops
+from melganvc.training.augment import CUTOUT_FRACTION, LEVEL, SILENCE, augment_crops
 
 
 def crops(batch: int = 8, n_mels: int = 16, frames: int = 48) -> torch.Tensor:

@@ -1,6 +1,6 @@
 import torch
 
-from melganvc.chunks import join_chunks, pad_to_chunks, split_chunks, translate_chunks
+from melganvc.training.chunks import join_chunks, pad_to_chunks, split_chunks, translate_chunks
 
 
 def test_split_join_round_trip_chunk_major() -> None:

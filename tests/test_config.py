@@ -9,9 +9,9 @@ from melganvc.config import (
     from_dict,
     load_config,
     preset_config,
-    save_config,
     to_dict,
 )
+from melganvc.io.run_dir import RunDir
 
 
 def test_defaults_are_the_reference() -> None:
@@ -45,8 +45,9 @@ def test_presets_valid_and_chunk_time_similar(name: str) -> None:
 
 def test_yaml_and_toml_round_trip(tmp_path: Path) -> None:
     cfg = apply_overrides(preset_config("tiny"), ["train.steps=7"])
-    save_config(cfg, tmp_path / "c.yaml")
-    assert load_config(tmp_path / "c.yaml") == cfg
+    run = RunDir(tmp_path / "run")
+    run.save_config(cfg)
+    assert load_config(run.config) == cfg
     (tmp_path / "c.toml").write_text('preset = "music22k"\n[train]\nsteps = 9\n')
     loaded = load_config(tmp_path / "c.toml")
     assert loaded.features.sample_rate == 22050 and loaded.train.steps == 9

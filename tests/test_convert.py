@@ -12,13 +12,14 @@ import torch
 from conftest import conv_sigmas, speech_like
 from torch import nn
 
-from melganvc.audio import load, read_comment
-from melganvc.checkpoint import CheckpointError, load_checkpoint
-from melganvc.cli import main
+from melganvc.apps.cli import main
 from melganvc.config import ConfigError, apply_overrides, preset_config
-from melganvc.convert import Converter, load_generator, resolve_overlap, save_generator
-from melganvc.models import Generator
-from melganvc.seams import seam_score
+from melganvc.conversion.converter import Converter, load_generator, resolve_overlap
+from melganvc.conversion.export import save_generator
+from melganvc.evaluation.seams import seam_score
+from melganvc.io.audio import load, read_comment
+from melganvc.io.checkpoint import CheckpointError, load_checkpoint
+from melganvc.models.networks import Generator
 
 FAST = ["gl_iters=4", "nnls_iters=10"]  # fast inversion: these tests check plumbing, not quality
 CLI_FAST = ["--iters", "4", "--set", "inversion.nnls_iters=10", "--no-progress", "--device", "cpu"]
@@ -168,7 +169,7 @@ def test_overlap_not_worse_on_a_trained_model(trained_run: Path) -> None:
 
 @pytest.fixture(scope="module")
 def trained_run(tiny_corpora: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from melganvc.fit import fit
+    from melganvc.training.loop import fit
 
     cfg = apply_overrides(preset_config("tiny"), ["train.steps=30", "train.checkpoint_every=30",
                                                   "train.eval_every=0", "train.ema=0.9"])

@@ -7,8 +7,8 @@ import torch
 from conftest import speech_like
 
 from melganvc.config import preset_config
-from melganvc.data import MelCorpus, is_prepared, prepare, trim_silence
 from melganvc.errors import UserError
+from melganvc.training.data import MelCorpus, is_prepared, prepare, trim_silence
 
 
 def make_domain(root: Path, n: int = 4, seconds: float = 1.5) -> Path:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from melganvc.cli import main
+from melganvc.apps.cli import main
 
 pytest.importorskip("espeakng_loader", reason="demo extra (espeakng-loader) not installed")
 
@@ -32,7 +32,7 @@ def test_demo_uses_the_bundled_model(tmp_path: Path, monkeypatch: pytest.MonkeyP
                                      capsys: pytest.CaptureFixture) -> None:
     from conftest import make_checkpoint
 
-    from melganvc import pretrained
+    from melganvc.io import pretrained
 
     bundle = tmp_path / "pretrained"
     bundle.mkdir()

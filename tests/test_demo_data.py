@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from melganvc.demo_data import (
+from melganvc.apps.demo_data import (
     generate_music_demo,
     generate_voice_demo,
     render_note,

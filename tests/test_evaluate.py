@@ -8,7 +8,7 @@ from pathlib import Path
 import soundfile as sf
 from conftest import make_checkpoint, speech_like
 
-from melganvc.cli import main
+from melganvc.apps.cli import main
 
 
 def test_evaluate_music_mode_skips_speech_models(tmp_path: Path, capsys) -> None:
@@ -90,8 +90,8 @@ def test_evaluate_speech_reports_naturalness_and_whisper_columns(tmp_path: Path,
 
 
 def test_cli_asr_and_naturalness_flags_reach_the_evaluation(tmp_path, monkeypatch, capsys) -> None:
-    import melganvc.evaluate as evaluate_module
-    from melganvc.cli import main
+    import melganvc.evaluation.runner as evaluate_module
+    from melganvc.apps.cli import main
 
     seen = {}
 
@@ -120,7 +120,7 @@ def _two_speakers(root: Path) -> None:
 def test_evaluate_several_checkpoints_shares_the_baselines(tmp_path: Path, monkeypatch) -> None:
     """``--ckpt A --ckpt B``: one converted system per run, named by run folder, beside
     baselines computed once; each run's hash and real-time factor are recorded."""
-    import melganvc.evaluate as evaluate_module
+    import melganvc.evaluation.runner as evaluate_module
 
     _two_speakers(tmp_path)
     runs = [make_checkpoint(tmp_path / name / "checkpoint.pt", seed=seed)
@@ -151,9 +151,9 @@ def test_evaluate_refuses_checkpoints_with_different_features(tmp_path: Path, ca
 
     import torch
 
-    from melganvc.checkpoint import save_checkpoint
     from melganvc.config import preset_config, to_dict
-    from melganvc.models import build_models
+    from melganvc.io.checkpoint import save_checkpoint
+    from melganvc.models.networks import build_models
 
     _two_speakers(tmp_path)
     first = make_checkpoint(tmp_path / "runA" / "checkpoint.pt")

@@ -1,6 +1,6 @@
 """Training survives SIGKILL at any moment: kill, ``--resume``, repeat, then let it finish.
 
-The trainer runs as a subprocess (``melganvc.cli.main`` with ``train_batch`` wrapped to print
+The trainer runs as a subprocess (``melganvc.apps.cli.main`` with ``train_batch`` wrapped to print
 ``step N`` after each batch, so the test knows how far it got). Kills land during start-up and
 corpus preparation, between batches, and while a checkpoint is being written. The moment is
 chosen by the (seeded) plan, never by how fast the machine is: the wrapped trainer *holds*
@@ -29,12 +29,12 @@ import pytest
 import soundfile as sf
 from conftest import speech_like
 
-from melganvc.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from melganvc.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 TRAINER = """
 import io, os, sys, time
 import torch
-import melganvc.fit as fit_module
+import melganvc.training.loop as fit_module
 
 HOLD_STEP = int(os.environ.get("KILLTEST_HOLD_STEP", "0"))  # hold after this batch
 HOLD_SAVE = os.environ.get("KILLTEST_HOLD_SAVE", "")  # hold in the next checkpoint write
@@ -77,7 +77,7 @@ def held_save(obj, f, *args, **kwargs):
 
 fit_module.train_batch = traced
 torch.save = held_save
-from melganvc.cli import main
+from melganvc.apps.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -3,9 +3,9 @@ import pytest
 import torch
 from conftest import shared_path, speech_like
 
-from melganvc.audio import load
 from melganvc.config import Config, preset_config
-from melganvc.features import MelSpectrogram, mel_filterbank
+from melganvc.dsp.mel import MelSpectrogram, mel_filterbank
+from melganvc.io.audio import load
 
 
 def reference_mel(wave: np.ndarray, cfg) -> np.ndarray:

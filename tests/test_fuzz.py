@@ -21,10 +21,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from melganvc.audio import AUDIO_SUFFIXES, audio_info, iter_blocks, load
 from melganvc.config import FeatureConfig
+from melganvc.dsp.mel import MelSpectrogram
 from melganvc.errors import AudioError
-from melganvc.features import MelSpectrogram
+from melganvc.io.audio import AUDIO_SUFFIXES, audio_info, iter_blocks, load
 
 FUZZ = settings(max_examples=1000, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])

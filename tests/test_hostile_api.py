@@ -18,12 +18,12 @@ import soundfile as sf
 import torch
 from conftest import speech_like
 
-from melganvc import streaming
-from melganvc.audio import AudioError, audio_info, load
-from melganvc.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from melganvc.cli import main
-from melganvc.convert import Converter
-from melganvc.features import MelSpectrogram
+from melganvc.apps.cli import main
+from melganvc.conversion.converter import Converter
+from melganvc.dsp import resample as streaming
+from melganvc.dsp.mel import MelSpectrogram
+from melganvc.io.audio import AudioError, audio_info, load
+from melganvc.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 SR = 16000
 CLI_FAST = ["--iters", "4", "--set", "inversion.nnls_iters=10", "--no-progress", "--device", "cpu"]

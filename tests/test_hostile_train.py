@@ -1,7 +1,7 @@
 """A hostile-but-realistic tester's findings, through the CLI: stale training caches, disk-full
 messages, SIGTERM, shared output folders, ``--a`` = ``--b``, ``--resume --preset``.
 
-Subprocess tests never synchronise on time: the converter runs ``melganvc.cli.main`` with
+Subprocess tests never synchronise on time: the converter runs ``melganvc.apps.cli.main`` with
 ``AudioWriter.write`` wrapped to print ``writing`` after its first block and then wait for a
 line on stdin, so the test knows the temp file exists and the writer is mid-write; timeouts are
 only a safety net. Disk-full tests mount a small tmpfs (root only; skipped otherwise).
@@ -27,13 +27,13 @@ import soundfile as sf
 import torch
 from conftest import speech_like
 
-from melganvc.audio import AudioWriter
-from melganvc.checkpoint import load_checkpoint, save_checkpoint
-from melganvc.cli import main
+from melganvc.apps.cli import main
 from melganvc.config import preset_config, to_dict
-from melganvc.data import INDEX, SHARD
 from melganvc.errors import AudioError
-from melganvc.models import build_models
+from melganvc.io.audio import AudioWriter
+from melganvc.io.checkpoint import load_checkpoint, save_checkpoint
+from melganvc.models.networks import build_models
+from melganvc.training.data import INDEX, SHARD
 
 SR = 16000
 TRAIN_FAST = ["--preset", "tiny", "--set", "train.eval_every=0", "--no-progress"]
@@ -43,7 +43,7 @@ SAFETY_TIMEOUT = 300  # seconds: only ever reached when something hangs
 
 HOOKED_CONVERT = """
 import sys
-from melganvc.audio import AudioWriter
+from melganvc.io.audio import AudioWriter
 
 _write = AudioWriter.write
 
@@ -55,7 +55,7 @@ def write_then_wait(self, block):
         sys.stdin.readline()  # the test signals us here, or lets us go on with a line
 
 AudioWriter.write = write_then_wait
-from melganvc.cli import main
+from melganvc.apps.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -64,7 +64,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    """``melganvc.cli.main(argv)`` -> (status, stdout, stderr); never a traceback."""
+    """``melganvc.apps.cli.main(argv)`` -> (status, stdout, stderr); never a traceback."""
     status = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err, out + err

@@ -29,9 +29,9 @@ import pytest
 import soundfile as sf
 from conftest import make_checkpoint, speech_like
 
-from melganvc import webui
+from melganvc.apps import webui
+from melganvc.apps.service import Catalog, ConversionService, Limits
 from melganvc.errors import UserError
-from melganvc.serve import Catalog, ConversionService, Limits
 
 pytest.importorskip("gradio")
 

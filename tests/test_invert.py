@@ -9,15 +9,15 @@ import pytest
 import torch
 from conftest import shared_path, speech_like
 
-from melganvc.audio import load
 from melganvc.config import Config
-from melganvc.invert import (
-    Inverter,
+from melganvc.dsp.inversion import Inverter
+from melganvc.evaluation.inversion_quality import (
     inversion_quality,
     linear_magnitude,
     mel_l1,
     spectral_convergence,
 )
+from melganvc.io.audio import load
 
 SR = 16000
 

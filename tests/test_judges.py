@@ -19,24 +19,21 @@ import pytest
 import soundfile as sf
 from conftest import make_checkpoint, shared_path, speech_like
 
-from melganvc.cli import main
+from melganvc.apps.cli import main
 from melganvc.config import preset_config
 from melganvc.errors import UserError
-from melganvc.evaluate import resynthesize
-from melganvc.judges import (
-    DISTILLMOS_PINS,
+from melganvc.evaluation.content import error_rates
+from melganvc.evaluation.runner import resynthesize
+from melganvc.judges.integrity import DISTILLMOS_PINS, IntegrityError, sha256_bytes
+from melganvc.judges.naturalness import NaturalnessJudge, load_distillmos, torchaudio_stubbed
+from melganvc.judges.pocketsphinx import Transcriber
+from melganvc.judges.whisper import (
     WHISPER_MODELS,
-    IntegrityError,
-    NaturalnessJudge,
     WhisperTranscriber,
     WhisperWeights,
-    load_distillmos,
     make_recogniser,
-    sha256_bytes,
-    torchaudio_stubbed,
     whisper_files,
 )
-from melganvc.metrics import Transcriber, error_rates
 
 SR = 16000
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +94,7 @@ def test_naturalness_is_cached_and_silence_is_not_scored(mos: NaturalnessJudge) 
 
 
 def test_naturalness_refuses_weights_with_another_hash(monkeypatch: pytest.MonkeyPatch) -> None:
-    from melganvc import judges
+    from melganvc.judges import naturalness as judges
 
     monkeypatch.setattr(judges, "DISTILLMOS_WEIGHTS_SHA256", "0" * 64)
     with pytest.raises(IntegrityError, match=r"distill_mos_v7\.pt.*distillmos==0\.9\.1"):

@@ -16,10 +16,10 @@ import soundfile as sf
 import torch
 from conftest import speech_like
 
-from melganvc.chunks import translate_chunks
 from melganvc.config import apply_overrides, preset_config
-from melganvc.data import MelCorpus, prepare
-from melganvc.fit import fit
+from melganvc.training.chunks import translate_chunks
+from melganvc.training.data import MelCorpus, prepare
+from melganvc.training.loop import fit
 
 
 def mean_profile(mels: list[torch.Tensor]) -> torch.Tensor:

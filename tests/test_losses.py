@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from melganvc.losses import (
+from melganvc.training.losses import (
     critic_hinge_loss,
     generator_adversarial_loss,
     identity_loss,

@@ -15,29 +15,23 @@ from conftest import speech_like
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from melganvc.audio import load
-from melganvc.metrics import (
+from melganvc.evaluation.content import corpus_error_rates, error_rates
+from melganvc.evaluation.pitch import f0_contour, f0_statistics, semitones
+from melganvc.evaluation.results import EvalItem
+from melganvc.evaluation.scoring import evaluate_systems
+from melganvc.evaluation.spectral import _dct_matrix, dtw_path, spectral_distance, timbre_profile
+from melganvc.io.audio import load
+from melganvc.judges.pocketsphinx import Transcriber
+from melganvc.judges.speaker import (
     SpeakerEncoder,
-    Transcriber,
-    _dct_matrix,
     accept_rate,
     centroid_of,
-    corpus_error_rates,
     cosine,
-    dtw_path,
-    error_rates,
-    f0_contour,
-    f0_statistics,
-    normalize_text,
-    number_words,
-    semitones,
     speaker_centroid,
     speaker_similarity,
-    spectral_distance,
-    timbre_profile,
-    wave_key,
 )
-from melganvc.report import EvalItem, evaluate_systems
+from melganvc.judges.text import normalize_text, number_words
+from melganvc.judges.waves import wave_key
 
 SR = 16000
 VCC = Path(__file__).resolve().parents[2] / "shared" / "data" / "vcc2016"

@@ -12,23 +12,18 @@ from conftest import conv_sigmas
 from torch import nn
 
 from melganvc.config import Config, preset_config
-from melganvc.models import (
+from melganvc.models.layers import (
     BN_EPS,
     BN_MOMENTUM,
-    Critic,
     FreqConv,
     FreqTransposedConv,
-    Generator,
-    Siamese,
     TimeConv,
     UpTimeConv,
-    build_models,
     count_parameters,
-    inference_copy,
     keras_same_padding,
-    remove_spectral_norm,
-    settle_spectral_norm,
 )
+from melganvc.models.networks import Critic, Generator, Siamese, build_models
+from melganvc.models.spectral_norm import inference_copy, remove_spectral_norm, settle_spectral_norm
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from melganvc.checkpoint import save_checkpoint
-from melganvc.cli import main
+from melganvc.apps.cli import main
 from melganvc.config import preset_config, to_dict
-from melganvc.convert import Converter
-from melganvc.models import build_models
+from melganvc.conversion.converter import Converter
+from melganvc.io.checkpoint import save_checkpoint
+from melganvc.models.networks import build_models
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

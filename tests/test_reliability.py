@@ -1,6 +1,6 @@
 """Reliability and safety: a corpus of bad inputs through the CLI, hostile checkpoints.
 
-Every case runs ``melganvc.cli.main`` and checks the CLI contract: a user mistake gives one
+Every case runs ``melganvc.apps.cli.main`` and checks the CLI contract: a user mistake gives one
 ``melganvc: error:`` line naming the file and the reason (or a counted warning when the command
 can go on), a non-zero exit when nothing useful was done, never a traceback, and never a partial
 output (no ``*.tmp`` remnants, no output for a failed input). The corpus is built by a fixture in
@@ -24,13 +24,13 @@ import soundfile as sf
 import torch
 from conftest import speech_like
 
-from melganvc.audio import load
-from melganvc.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from melganvc.cli import main
+from melganvc.apps.cli import main
 from melganvc.config import apply_overrides, preset_config, to_dict
-from melganvc.data import INDEX, SHARD, MelCorpus
 from melganvc.errors import UserError
-from melganvc.models import build_models
+from melganvc.io.audio import load
+from melganvc.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from melganvc.models.networks import build_models
+from melganvc.training.data import INDEX, SHARD, MelCorpus
 
 SR = 16000
 FAST_RESYNTH = ["--preset", "tiny", "--iters", "2", "--set", "inversion.nnls_iters=5"]
@@ -158,7 +158,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``melganvc.cli.main(argv)`` -> (status, stdout, stderr); never a traceback."""
+    """``melganvc.apps.cli.main(argv)`` -> (status, stdout, stderr); never a traceback."""
     status = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err, out + err
@@ -248,7 +248,7 @@ def test_resynth_unwritable_output(corpus: Path, tmp_path: Path, capsys) -> None
 def test_write_failures_are_audio_errors(stage: str, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A full disk (simulated) mid-write or at close: one AudioError, no file, no temp file."""
-    from melganvc.audio import save
+    from melganvc.io.audio import save
 
     def full(*args, **kwargs) -> None:
         raise RuntimeError("No space left on device")
@@ -454,7 +454,7 @@ class Smuggled:
 
 @pytest.fixture(scope="module")
 def good_run(tiny_corpora: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from melganvc.fit import fit
+    from melganvc.training.loop import fit
 
     cfg = apply_overrides(preset_config("tiny"), ["train.steps=2", "train.checkpoint_every=2", "train.eval_every=0"])
     run_dir = tmp_path_factory.mktemp("good run")
@@ -647,7 +647,7 @@ def test_lying_headers_cost_no_memory(corpus: Path) -> None:
     code = (
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_AS, (3 << 29, 3 << 29))\n"
-        "from melganvc.audio import audio_info, iter_blocks, load\n"
+        "from melganvc.io.audio import audio_info, iter_blocks, load\n"
         "for name in sys.argv[1:]:\n"
         "    assert load(name, 16000).size == 16000, name\n"
         "    assert sum(b.size for b in iter_blocks(name, 16000)) == 16000, name\n"

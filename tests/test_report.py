@@ -19,18 +19,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from melganvc.metrics import mel_spectrogram_db
-from melganvc.report import (
+from melganvc.evaluation.images import png_bytes, svg_bar_chart
+from melganvc.evaluation.report_html import write_report
+from melganvc.evaluation.results import (
     RESULTS_SCHEMA,
     EvalItem,
     ReportExample,
-    evaluate_systems,
-    png_bytes,
     sha256_file,
-    svg_bar_chart,
     to_jsonable,
-    write_report,
 )
+from melganvc.evaluation.scoring import evaluate_systems
+from melganvc.evaluation.spectral import mel_spectrogram_db
 
 SR = 16000
 
@@ -146,7 +145,7 @@ def test_naturalness_and_target_reading_columns(results: dict) -> None:
 
 
 def test_summary_lines_show_naturalness_and_target_reading_cer(results: dict) -> None:
-    from melganvc.evaluate import summary_lines
+    from melganvc.evaluation.runner import summary_lines
 
     lines = summary_lines(results)
     header = lines[0].split()

@@ -13,13 +13,8 @@ import pytest
 import soundfile as sf
 from conftest import make_checkpoint, speech_like
 
-from melganvc import pretrained
-from melganvc.checkpoint import CheckpointError, resolve_checkpoint
-from melganvc.cli import main
-from melganvc.config import apply_overrides, preset_config
-from melganvc.convert import Converter
-from melganvc.errors import UserError
-from melganvc.serve import (
+from melganvc.apps.cli import main
+from melganvc.apps.service import (
     MAX_LOADED_MODELS,
     QUALITY,
     Catalog,
@@ -28,6 +23,11 @@ from melganvc.serve import (
     public_message,
     safe_name,
 )
+from melganvc.config import apply_overrides, preset_config
+from melganvc.conversion.converter import Converter
+from melganvc.errors import UserError
+from melganvc.io import pretrained
+from melganvc.io.checkpoint import CheckpointError, resolve_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def service(ckpt: Path, tmp_path: Path) -> ConversionService:
 
 @pytest.fixture(scope="module")
 def small_run(tiny_corpora: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from melganvc.fit import fit
+    from melganvc.training.loop import fit
 
     cfg = apply_overrides(preset_config("tiny"), ["train.steps=4", "train.log_every=1",
                                                   "train.eval_every=0", "train.checkpoint_every=4"])
@@ -115,16 +115,16 @@ def test_conversions_run_on_one_thread(service: ConversionService, tmp_path: Pat
     """Web servers call from whichever worker thread is free. Each thread that converted got
     its own malloc arena and OpenMP team, and kept a conversion's peak: RSS 330 MB -> 1 GB.
     Every conversion must run on the service's one thread, whoever calls."""
-    import melganvc.report
+    import melganvc.evaluation.images
 
     workers: set[int] = set()
-    original = melganvc.report.spectrogram_pngs
+    original = melganvc.evaluation.images.spectrogram_pngs
 
     def spy(*args, **kwargs):
         workers.add(threading.get_ident())
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(melganvc.report, "spectrogram_pngs", spy)
+    monkeypatch.setattr(melganvc.evaluation.images, "spectrogram_pngs", spy)
     source = write(tmp_path / "a.wav", 0.5)
     callers = [ThreadPoolExecutor(1) for _ in range(4)]  # all alive: four distinct threads
     try:

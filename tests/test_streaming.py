@@ -9,12 +9,13 @@ import pytest
 import torch
 from conftest import speech_like
 
-from melganvc.blockwise import ChunkStream, FeatureStream
-from melganvc.checkpoint import save_checkpoint
-from melganvc.cli import main
+from melganvc.apps.cli import main
 from melganvc.config import preset_config, to_dict
-from melganvc.convert import Converter
-from melganvc.models import build_models
+from melganvc.conversion.converter import Converter
+from melganvc.dsp.mel_stream import FeatureStream
+from melganvc.io.checkpoint import save_checkpoint
+from melganvc.models.chunk_stream import ChunkStream
+from melganvc.models.networks import build_models
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def test_stages_are_exact_for_any_blocking(conv: Converter) -> None:
 def test_cli_stream_prints_latency_and_rtf(conv: Converter, tmp_path: Path, capsys) -> None:
     import soundfile as sf
 
-    from melganvc.convert import save_generator
+    from melganvc.conversion.export import save_generator
 
     ckpt = save_generator(tmp_path / "g.pt", conv)
     sf.write(tmp_path / "in.wav", speech_like(1.0, sr=22050), 22050)

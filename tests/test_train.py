@@ -7,12 +7,12 @@ import pytest
 import torch
 from conftest import conv_sigmas
 
-from melganvc.checkpoint import load_checkpoint
 from melganvc.config import apply_overrides, preset_config
 from melganvc.errors import UserError
-from melganvc.fit import fit, open_corpora
-from melganvc.models import inference_copy
-from melganvc.train import build_state, sample_batch, train_batch, update_ema
+from melganvc.io.checkpoint import load_checkpoint
+from melganvc.models.spectral_norm import inference_copy
+from melganvc.training.loop import fit, open_corpora
+from melganvc.training.step import build_state, sample_batch, train_batch, update_ema
 
 
 def tiny(steps: int, **extra: str):
@@ -50,7 +50,7 @@ def test_critic_augment_changes_what_the_critic_sees(tiny_corpora: tuple[Path, P
 
 def collect_losses(cfg, corpora, run: Path, resume: bool = False) -> dict[int, dict]:
     """Run ``fit`` and record each step's losses through a patched ``train_batch``."""
-    import melganvc.fit as fit_module
+    import melganvc.training.loop as fit_module
 
     seen: dict[int, dict] = {}
     original = fit_module.train_batch

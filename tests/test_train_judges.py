@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 from test_train import tiny
 
-from melganvc.checkpoint import load_checkpoint
-from melganvc.fit import SampleJudges, fit
+from melganvc.io.checkpoint import load_checkpoint
+from melganvc.training.loop import SampleJudges, fit
 
 JUDGE_TAGS = ("judge/naturalness", "judge/similarity_b")
 
@@ -27,7 +27,7 @@ def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
 @pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("distillmos", "resemblyzer")),
                     reason="eval extra (distillmos, resemblyzer) not installed")
 def test_eval_logs_judge_scalars(tiny_corpora: tuple[Path, Path], tmp_path: Path) -> None:
-    from melganvc.serve import run_progress
+    from melganvc.apps.service import run_progress
 
     run = tmp_path / "j"
     fit(tiny(2, **{"train.eval_every": "1"}), *tiny_corpora, run, progress=False)

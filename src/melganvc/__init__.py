@@ -6,17 +6,18 @@ Public API: ``Converter`` (``from melganvc import Converter``), ``load_checkpoin
 
 from typing import Any
 
-__version__ = "0.1.0"
+from melganvc.version import __version__
+
 __all__ = ["Converter", "__version__", "load_checkpoint"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "Converter":
-        from melganvc.convert import Converter
+        from melganvc.conversion.converter import Converter
 
         return Converter
     if name == "load_checkpoint":
-        from melganvc.checkpoint import load_checkpoint
+        from melganvc.io.checkpoint import load_checkpoint
 
         return load_checkpoint
     raise AttributeError(f"module 'melganvc' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 import sys
 
-from melganvc.cli import main
+from melganvc.apps.cli import main
 
 sys.exit(main())

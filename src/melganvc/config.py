@@ -226,10 +226,3 @@ def load_config(path: str | Path) -> Config:
         return from_dict(data or {})
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-
-
-def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML (atomic)."""
-    from melganvc.io_utils import atomic_write_text
-
-    atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,1 @@
+"""What users run: the command line, the web UI and the demo."""

@@ -1,0 +1,146 @@
+"""Subcommands that run whole applications: ``evaluate``, the demo, its data, and the
+web page."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from melganvc.apps.cli.options import (
+    Command,
+    add_inversion_args,
+    with_inversion_args,
+)
+from melganvc.config import preset_config
+from melganvc.errors import UserError
+
+# --- evaluate / demo ------------------------------------------------------------------------
+
+def _setup_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", type=Path, action="append", default=[],
+                   help="run folder or checkpoint to evaluate (repeat to compare several "
+                        "against baselines computed once)")
+    p.add_argument("--converted", type=Path, help="already-converted files (same names as --source)")
+    p.add_argument("--source", required=True, type=Path, help="held-out source-speaker utterances")
+    p.add_argument("--target", required=True, type=Path, help="target-speaker utterances")
+    p.add_argument("--refs", type=Path, help="parallel target utterances (same names) for MCD/LSD")
+    p.add_argument("--out", required=True, type=Path, help="report folder (report.json, report.html)")
+    p.add_argument("--limit", type=int, help="evaluate at most this many source utterances")
+    p.add_argument("--music", action="store_true",
+                   help="not speech: skip speaker similarity and ASR (timbre, F0, MCD remain)")
+    p.add_argument("--device", default="auto")
+    add_inversion_args(p, "checkpoint")
+    p.add_argument("--asr", choices=["whisper", "whisper-base", "pocketsphinx"], default="whisper",
+                   help="recogniser for CER/WER: whisper (tiny.en, default), whisper-base "
+                        "(the whisper-base extra), pocketsphinx (light; overstates content loss)")
+    p.add_argument("--no-naturalness", dest="naturalness", action="store_false",
+                   help="skip the DistillMOS naturalness judge")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from melganvc.evaluation.runner import run_evaluation, summary_lines
+    from melganvc.io.checkpoint import checkpoint_config, load_checkpoint
+
+    if not args.ckpt and args.converted is None:
+        raise UserError("evaluate needs --ckpt or --converted")
+    if len(args.ckpt) > 1 and args.converted is not None:
+        raise UserError("--converted scores one set of files: give at most one --ckpt with it")
+    cfg = (checkpoint_config(load_checkpoint(args.ckpt[0])) if args.ckpt
+           else preset_config("speech16k"))
+    cfg = with_inversion_args(cfg, args)
+    results = run_evaluation(cfg, ckpts=args.ckpt, source=args.source, target=args.target,
+                             out=args.out, refs=args.refs, converted=args.converted,
+                             limit=args.limit, device=args.device, speech=not args.music,
+                             asr=args.asr, naturalness=args.naturalness)
+    print("\n".join(summary_lines(results)))
+    print(f"report: {args.out / 'report.html'}")
+    return 0
+
+
+def _setup_demo_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("output", type=Path, help="folder for the generated corpora")
+    p.add_argument("--kind", choices=["voice", "music", "both"], default="voice")
+    p.add_argument("--train", type=int, default=120, help="training utterances per domain")
+    p.add_argument("--test", type=int, default=10, help="held-out utterances per domain")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from melganvc.apps.demo_data import generate_music_demo, generate_voice_demo
+
+    if args.kind in ("voice", "both"):
+        generate_voice_demo(args.output, n_train=args.train, n_test=args.test, seed=args.seed)
+        print(f"voice demo: {args.output / 'voice'}/{{A,B}}/{{train,test}}")
+    if args.kind in ("music", "both"):
+        generate_music_demo(args.output, n_train=args.train, n_test=args.test, seed=args.seed)
+        print(f"music demo: {args.output / 'music'}/{{A,B}}/{{train,test}}")
+    return 0
+
+
+def _setup_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo folder")
+    p.add_argument("--train", action="store_true",
+                   help="train a model instead of using the bundled demo-voice model")
+    p.add_argument("--minutes", type=float, help="training time budget (implies --train; "
+                   "default 4)")
+    p.add_argument("--steps", type=int, help="stop after this many batches (implies --train)")
+    p.add_argument("--sentences", type=int, default=120, help="training sentences per voice")
+    p.add_argument("--test", type=int, default=10, help="held-out sentences per voice")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from melganvc.apps.demo import run_demo
+
+    train = args.train or args.minutes is not None or args.steps is not None
+    run_demo(args.out, minutes=4.0 if args.minutes is None else args.minutes, steps=args.steps,
+             n_train=args.sentences, n_test=args.test, train=train)
+    return 0
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+def _setup_serve(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", type=Path, action="append", default=[],
+                   help="also offer this run folder or checkpoint (repeatable)")
+    p.add_argument("--runs", type=Path, default=Path("runs"),
+                   help="offer the runs found in this folder (default: runs)")
+    p.add_argument("--no-bundled", action="store_true", help="do not offer the bundled models")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--max-mb", type=float, default=50.0, help="largest upload (MB)")
+    p.add_argument("--max-seconds", type=float, default=300.0, help="longest upload (seconds)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from melganvc.apps.service import Catalog, ConversionService, Limits
+    from melganvc.apps.webui import serve
+
+    if args.max_mb <= 0 or args.max_seconds <= 0:
+        raise UserError("--max-mb and --max-seconds must be positive")
+    if not 0 < args.port < 65536:
+        raise UserError("--port must be between 1 and 65535")
+    catalog = Catalog(tuple(args.ckpt), args.runs, not args.no_bundled)
+    if not catalog.models():  # before the service makes its work folder
+        raise UserError(f"no models to serve: none bundled, no runs in {args.runs}, no --ckpt")
+    service = ConversionService(catalog, Limits(args.max_mb, args.max_seconds),
+                                device=args.device)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"melganvc: warning: serving on {args.host}: other machines can reach this page",
+              file=sys.stderr)
+    try:
+        serve(service, args.host, args.port)
+    finally:
+        service.close()
+    return 0
+
+
+COMMANDS = (
+    Command("evaluate", "score a model: naturalness, speaker similarity, ASR error, MCD, F0, RTF " "vs baselines", _setup_evaluate, _evaluate),
+    Command("demo-data", "generate offline demo corpora (two synthetic voices; two timbres)", _setup_demo_data, _demo_data),
+    Command("demo", "end to end on built-in data: demo voices -> (bundled or trained) model -> " "convert -> report", _setup_demo, _demo),
+    Command("serve", "web page: upload or record audio, convert, listen, compare", _setup_serve, _serve),
+)

@@ -1,0 +1,147 @@
+"""Subcommands that use a trained model: ``convert``, ``stream``, the exports and the
+bundled-model list."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from melganvc.apps.cli.options import (
+    Command,
+    add_model_args,
+    load_converter,
+)
+from melganvc.errors import UserError
+
+# --- convert ----------------------------------------------------------------------------------
+
+
+def _setup_convert(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IN",
+                   help="audio files or folders (searched at any depth, tree mirrored)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--format", choices=["wav", "flac"], default="wav",
+                   help="output format: wav (float) or flac (16-bit)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_args(p)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from melganvc.conversion.batch import BatchReport, no_jobs_message, plan_jobs, run_batch
+
+    def warn(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    converter = load_converter(args)
+    report = BatchReport()
+    jobs = plan_jobs(args.inputs, args.out, "." + args.format, report, warn)
+    if not jobs and not report.failed:
+        raise UserError(no_jobs_message(args.inputs, args.out, report))
+    run_batch(converter, jobs, report, overwrite=args.overwrite,
+              progress=not args.no_progress, log=warn)
+    print(report.summary(args.out))
+    return 1 if report.failed else 0
+
+
+# --- stream -----------------------------------------------------------------------------------
+
+
+def _setup_stream(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", type=Path, help="audio file, read in real-time-sized blocks")
+    p.add_argument("output", type=Path, help="output .wav or .flac")
+    p.add_argument("--block-ms", type=float, default=100.0, help="input block length (ms)")
+    p.add_argument("--block-frames", type=int, default=64,
+                   help="inversion block (frames): smaller = lower latency, slower")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_model_args(p)
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from melganvc.conversion.batch import same_file
+    from melganvc.io.audio import AudioWriter, audio_info, iter_blocks
+
+    if args.block_ms <= 0:
+        raise UserError("--block-ms must be positive")
+    if same_file(args.input, args.output):
+        raise UserError(f"{args.output}: is the input itself; choose another output")
+    if args.output.exists() and not args.overwrite:
+        raise UserError(f"{args.output} exists (use --overwrite)")
+    converter = load_converter(args)
+    rate, frames = audio_info(args.input)
+    stream = converter.stream(rate, block_frames=args.block_frames)
+    slowest, start = 0.0, time.perf_counter()
+    with stream, AudioWriter(args.output, rate, overwrite=args.overwrite) as writer:
+        for block in iter_blocks(args.input, rate, block_seconds=args.block_ms / 1000):
+            tick = time.perf_counter()
+            writer.write(stream.push(block))
+            slowest = max(slowest, time.perf_counter() - tick)
+        writer.write(stream.flush())
+    elapsed, seconds = time.perf_counter() - start, frames / rate
+    print(f"latency {stream.latency_ms:.1f} ms ({stream.latency_samples} samples at {rate} Hz); "
+          f"RTF {elapsed / seconds:.3f}; slowest block {1000 * slowest:.1f} ms "
+          f"(blocks of {args.block_ms:g} ms); wrote {args.output}")
+    return 0
+
+
+# --- export-onnx ------------------------------------------------------------------------------
+
+
+def _setup_export_onnx(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", required=True, type=Path, help="run folder or checkpoint file")
+    p.add_argument("output", type=Path, help="output .onnx file")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--no-ema", action="store_true", help="export the raw generator, not its EMA")
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    from melganvc.conversion.converter import Converter
+    from melganvc.conversion.export import export_onnx
+
+    converter = Converter.from_checkpoint(args.ckpt, device="cpu", use_ema=not args.no_ema)
+    export_onnx(converter, args.output, opset=args.opset)
+    cfg = converter.config
+    print(f"wrote {args.output}: input 'mel' (batch, {cfg.features.n_mels}, frames), frames a "
+          f"multiple of 4; trained on chunks of {cfg.model.chunk_frames} frames")
+    return 0
+
+
+# --- export-generator / models ----------------------------------------------------------------
+
+
+def _setup_export_generator(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", required=True, type=Path, help="run folder or checkpoint file")
+    p.add_argument("output", type=Path, help="output .pt (generator only, half precision)")
+    p.add_argument("--no-ema", action="store_true", help="export the raw generator, not its EMA")
+    p.add_argument("--fp32", action="store_true", help="keep float32 weights")
+
+
+def _export_generator(args: argparse.Namespace) -> int:
+    import torch
+
+    from melganvc.conversion.export import save_generator
+
+    dtype = torch.float32 if args.fp32 else torch.float16
+    path = save_generator(args.output, args.ckpt, dtype=dtype, use_ema=not args.no_ema)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB); convert with --ckpt {path}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from melganvc.io.pretrained import bundled_models, model_card
+
+    for name, path in bundled_models().items():
+        title = next((line.lstrip("# ") for line in model_card(name).splitlines() if line), "")
+        print(f"{name:<14} {path.stat().st_size / 2**20:5.1f} MB  {title}")
+    return 0
+
+
+COMMANDS = (
+    Command("convert", "convert audio files or folders with a trained model", _setup_convert, _convert),
+    Command("stream", "convert a file block by block as a real-time stream would; print latency", _setup_stream, _stream),
+    Command("export-onnx", "export the generator as ONNX (dynamic batch and frames)", _setup_export_onnx, _export_onnx),
+    Command("export-generator", "write a small generator-only checkpoint to share or bundle", _setup_export_generator, _export_generator),
+    Command("models", "list the bundled pretrained models (usable as --ckpt NAME)", lambda p: None, _models),
+)

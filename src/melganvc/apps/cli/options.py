@@ -1,0 +1,82 @@
+"""Options shared by several subcommands, and the ``Command`` record the parser is built
+from."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from melganvc.config import Config, apply_overrides, load_config, preset_config
+
+if TYPE_CHECKING:
+    from melganvc.conversion.converter import Converter
+
+Handler = Callable[[argparse.Namespace], int]
+DEFAULT_PRESET = "speech16k"
+
+
+class Command(NamedTuple):
+    """One subcommand: its name, its help line, what it adds to its parser, what it runs."""
+
+    name: str
+    help: str
+    setup: Callable[[argparse.ArgumentParser], None]
+    run: Handler
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML or TOML config file (overrides the preset)")
+    parser.add_argument("--preset", default="speech16k",
+                        help="starting point: speech16k (reference), speech8k, music22k, music44k, demo, tiny")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="override one config field, e.g. --set train.steps=5000 (repeatable)")
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config) if args.config else preset_config(args.preset)
+    return apply_overrides(cfg, args.overrides)
+
+
+def add_inversion_args(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--inversion", choices=["gl", "grad"], help=f"inversion (default: {default}'s)")
+    p.add_argument("--iters", type=int, help="Griffin-Lim iterations or GRAD steps")
+
+
+def inversion_overrides(args: argparse.Namespace, cfg: Config) -> list[str]:
+    """``--inversion`` / ``--iters`` as ``inversion.*`` overrides; ``--iters`` counts for the
+    method in force (``--inversion``, else ``cfg``'s)."""
+    sets = []
+    if getattr(args, "inversion", None):
+        sets.append(f"inversion.method={args.inversion}")
+    if getattr(args, "iters", None):
+        method = args.inversion or cfg.inversion.method
+        sets.append(f"inversion.{'gl_iters' if method == 'gl' else 'grad_steps'}={args.iters}")
+    return sets
+
+
+def with_inversion_args(cfg: Config, args: argparse.Namespace) -> Config:
+    return apply_overrides(cfg, inversion_overrides(args, cfg))
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", required=True, type=Path, help="run folder or checkpoint file")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")
+    p.add_argument("--overlap", help="chunk overlap: frames, a fraction of a chunk up to 0.5, or "
+                                     "0 for the reference (back-to-back chunks); default 0.5")
+    add_inversion_args(p, "checkpoint")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="inversion.FIELD=VALUE", help="override an inversion setting")
+
+
+def load_converter(args: argparse.Namespace) -> Converter:
+    from melganvc.conversion.converter import Converter
+    from melganvc.io.checkpoint import checkpoint_config, load_checkpoint
+
+    payload = load_checkpoint(args.ckpt, map_location="cpu")
+    sets = list(args.overrides) + inversion_overrides(args, checkpoint_config(payload))
+    return Converter.from_payload(payload, device=args.device, use_ema=not args.no_ema,
+                                  inversion=sets or None, source=str(args.ckpt),
+                                  overlap=args.overlap)

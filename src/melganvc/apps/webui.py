@@ -1,0 +1,288 @@
+"""The web page of ``melganvc serve`` (Gradio): upload or record, convert, listen, compare.
+
+The page only wires widgets to ``serve.ConversionService``; every rule (which models, size and
+duration limits, file names) lives there. Element ids (``#source``, ``#convert``, ``#result``,
+``#status`` ...) are stable for the browser test and for users' own scripts.
+
+What this file adds to Gradio's defaults, because uploads are people's voices and the page
+may face other machines:
+
+- the source takes only files uploaded to this server: Gradio would otherwise download a URL
+  (or copy a server path) a client puts in the request, before our code runs;
+- each upload is deleted once converted or refused; Gradio's cache (uploads never converted,
+  its copies of results) lives in the service's work folder, is swept after ``CACHE_TTL_S``
+  and goes with that folder on shutdown (also on SIGTERM);
+- exceptions that are not ``UserError`` show as a bare "Error" (``show_error=False``): their
+  text may hold server paths; run history and the MCP server (both fetch or store data the
+  page does not need) are off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from melganvc.apps.service import METHODS, QUALITIES, ConversionService, log
+from melganvc.errors import UserError
+
+CACHE_TTL_S = 900  # Gradio deletes the files it holds once they are this old ...
+CACHE_SWEEP_S = 60  # ... looking this often
+UPLOADS = "uploads"  # Gradio's cache (GRADIO_TEMP_DIR) inside the service's work folder
+NOT_UPLOADED = "only audio uploaded to this page is accepted (not links or server paths)"
+UPLOAD_GONE = ("the upload is no longer on the server (uploads are deleted once converted); "
+               "upload or record it again")
+_URL = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]+:|//|\\\\)")  # a scheme, or a network path
+
+HEADER = """# melganvc
+Convert speech or music from one domain to another with a MelGAN-VC model.
+Upload a file or record from the microphone, pick a model, press **Convert**."""
+
+
+def _import_gradio():
+    # Gradio phones home for analytics and version checks unless told not to; this tool is offline.
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        import gradio as gr
+    except ImportError:
+        raise UserError("the web UI needs Gradio: pip install 'melganvc[serve]'") from None
+    return gr
+
+
+def upload_folder() -> Path:
+    """Where Gradio keeps uploads (its ``GRADIO_TEMP_DIR``; ``serve`` sets a private one)."""
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder()).resolve()
+
+
+def uploaded_file(value: Any, folder: Path) -> Path:
+    """``value`` as a path inside ``folder`` (links resolved), the only place uploads are;
+    ``UserError(NOT_UPLOADED)`` for anything else: URLs, other server paths, non-strings.
+    Pure string work: nothing is fetched or opened."""
+    text = str(value) if isinstance(value, (str, Path)) else ""
+    if not text or _URL.match(text) or "\x00" in text:
+        raise UserError(NOT_UPLOADED)
+    path = Path(text).resolve()
+    if folder.resolve() not in path.parents:
+        raise UserError(NOT_UPLOADED)
+    return path
+
+
+def discard_upload(value: Any, folder: Path) -> None:
+    """Delete an upload (and its per-upload folder) once it has been used; anything outside
+    ``folder`` is left alone."""
+    try:
+        path = uploaded_file(value, folder)
+    except UserError:
+        return
+    path.unlink(missing_ok=True)
+    parent = path.parent
+    if parent != folder.resolve():
+        with contextlib.suppress(OSError):  # not empty (another upload): keep it
+            parent.rmdir()
+
+
+def accept_only_uploads(component: Any, gr: Any) -> None:
+    """Make an input ``component`` refuse a value not uploaded to this server *before* Gradio
+    acts on it. Gradio hands each input file to the component's
+    ``*move_resource_to_block_cache``, which downloads a URL (SSRF: a client names an address
+    only the server can reach) or copies a path; ``preprocess`` comes after that, too late.
+    Patched on the instance: a ``gr.Audio`` subclass would make Gradio write a ``.pyi`` stub
+    next to this module (in the source tree or the installed package)."""
+    move_async = component.async_move_resource_to_block_cache
+    move = component.move_resource_to_block_cache
+
+    def only_uploaded(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return str(uploaded_file(value, upload_folder()))
+        except UserError as exc:
+            log(f"refused an input that was not uploaded: {str(value)[:200]!r}")
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    async def guarded_async(url_or_file_path: Any) -> Any:
+        return await move_async(only_uploaded(url_or_file_path))
+
+    def guarded(url_or_file_path: Any) -> Any:
+        return move(only_uploaded(url_or_file_path))
+
+    component.async_move_resource_to_block_cache = guarded_async
+    component.move_resource_to_block_cache = guarded
+
+
+def build_app(service: ConversionService):
+    """The Gradio ``Blocks`` page for ``service`` (not launched)."""
+    gr = _import_gradio()
+
+    def user_errors(fn):
+        """Show ``UserError``s as a message on the page instead of a generic failure. Keeps
+        ``fn``'s name: Gradio names the HTTP endpoint after it (``/describe``)."""
+        @functools.wraps(fn)
+        def wrapped(*args: Any):
+            try:
+                return fn(*args)
+            except UserError as exc:
+                raise gr.Error(str(exc), print_exception=False) from None
+        return wrapped
+
+    def convert(model: str, upload: str | None, method: str, quality: str):
+        """Outputs: result audio, two mel images, download button, status line. A user mistake
+        clears the outputs and shows its one-line message in the status (and as a toast).
+        The upload is deleted afterwards, converted or not."""
+        folder = upload_folder()
+        try:
+            if not upload:
+                raise UserError("upload or record some audio first")
+            if not model:
+                raise UserError("choose a model first")
+            path = uploaded_file(upload, folder)  # the source widget checked already
+            if not path.is_file():
+                raise UserError(UPLOAD_GONE)
+            result = service.convert(model, path, method, quality)
+        except UserError as exc:
+            gr.Warning(str(exc))
+            return None, None, None, gr.DownloadButton(visible=False), f"**Error:** {exc}"
+        finally:
+            discard_upload(upload, folder)
+        return (str(result.audio), str(result.source_mel), str(result.converted_mel),
+                gr.DownloadButton(value=str(result.audio), visible=True), result.message)
+
+    @user_errors
+    def refresh_models(current: str | None):
+        names = service.model_names()
+        value = current if current in names else (names[0] if names else None)
+        return gr.Dropdown(choices=names, value=value), describe(value)
+
+    @user_errors
+    def describe(model: str | None) -> str:
+        return service.describe(model or "")
+
+    @user_errors
+    def refresh_runs(current: str | None):
+        names = service.run_names()
+        value = current if current in names else (names[0] if names else None)
+        return (gr.Dropdown(choices=names, value=value), *progress(value))
+
+    @user_errors
+    def progress(run: str | None):
+        if not run:
+            return "No runs under the runs folder yet (`melganvc train --out runs/NAME`).", None
+        text, rows = service.run_progress(run)
+        import pandas as pd  # a Gradio dependency
+
+        return text, pd.DataFrame(rows, columns=["step", "value", "series"])
+
+    models = service.model_names()
+    with gr.Blocks(title="melganvc", analytics_enabled=False,
+                   delete_cache=(CACHE_SWEEP_S, CACHE_TTL_S)) as app:
+        gr.Markdown(HEADER)
+        with gr.Tab("Convert"):
+            with gr.Row():
+                model = gr.Dropdown(models, value=models[0] if models else None, label="Model",
+                                    elem_id="model", scale=4)
+                reload = gr.Button("Refresh list", elem_id="refresh-models", scale=1)
+            about = gr.Markdown(describe(models[0]) if models else describe(None), elem_id="about")
+            with gr.Row():
+                method = gr.Radio(list(METHODS), value="gl", label="Inversion",
+                                  info="gl: fast Griffin-Lim; grad: gradient inversion (slower)")
+                quality = gr.Radio(list(QUALITIES), value="standard", label="Quality",
+                                   info="more iterations: cleaner phase, slower")
+            limits = service.limits
+            with gr.Row(equal_height=True):
+                source = gr.Audio(sources=["upload", "microphone"], type="filepath",
+                                  label=f"Source (≤ {limits.max_seconds:g} s, ≤ {limits.max_mb:g} MB)",
+                                  buttons=["download"], elem_id="source")
+                accept_only_uploads(source, gr)
+                result = gr.Audio(type="filepath", label="Converted", interactive=False,
+                                  buttons=["download"], elem_id="result")
+            run_button = gr.Button("Convert", variant="primary", elem_id="convert")
+            status = gr.Markdown(elem_id="status")
+            with gr.Row():
+                source_mel = gr.Image(type="filepath", label="Source mel-spectrogram",
+                                      interactive=False, buttons=["fullscreen"],
+                                      elem_id="source-mel")
+                result_mel = gr.Image(type="filepath", label="Converted mel-spectrogram",
+                                      interactive=False, buttons=["fullscreen"],
+                                      elem_id="result-mel")
+            download = gr.DownloadButton("Download converted audio", visible=False,
+                                         elem_id="download")
+        with gr.Tab("Training"):
+            runs = service.run_names()
+            with gr.Row():
+                run = gr.Dropdown(runs, value=runs[0] if runs else None, label="Run",
+                                  elem_id="run", scale=4)
+                reload_runs = gr.Button("Refresh", elem_id="refresh-runs", scale=1)
+            run_status = gr.Markdown(elem_id="run-status")
+            losses = gr.LinePlot(x="step", y="value", color="series", label="Losses",
+                                 elem_id="losses")
+
+        run_button.click(convert, [model, source, method, quality],
+                         [result, source_mel, result_mel, download, status])
+        reload.click(refresh_models, [model], [model, about])
+        model.change(describe, [model], [about])
+        reload_runs.click(refresh_runs, [run], [run, run_status, losses])
+        run.change(progress, [run], [run_status, losses])
+        app.load(progress, [run], [run_status, losses])
+    return app
+
+
+def use_private_cache(service: ConversionService) -> Path:
+    """Point Gradio's cache at ``<workdir>/uploads``: this server's alone, and deleted with
+    the work folder (``service.close``). ``GRADIO_TEMP_DIR`` is read by Gradio when it makes
+    components and the app, and it is process-wide: one server per process."""
+    cache = service.workdir / UPLOADS
+    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ["GRADIO_TEMP_DIR"] = str(cache)
+    return cache
+
+
+@contextlib.contextmanager
+def sigterm_stops_server() -> Iterator[None]:
+    """While serving, SIGTERM (``kill``, systemd, ``docker stop``) stops the server like
+    Ctrl-C, so the caller's clean-up runs; a second SIGTERM ends the process at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def serve(service: ConversionService, host: str = "127.0.0.1", port: int = 7860,
+          block: bool = True):
+    """Launch the page; returns the Gradio app. With ``block`` it serves until Ctrl-C or
+    SIGTERM, then deletes Gradio's cache for it; otherwise it returns at once, serving, and
+    the caller ends it with ``app.close()`` and ``service.close()`` (which deletes the cache)."""
+    cache = use_private_cache(service)
+    app = build_app(service)
+    app.queue(default_concurrency_limit=1)  # conversions are CPU-heavy: one at a time
+    with sigterm_stops_server() if block else contextlib.nullcontext():
+        try:
+            app.launch(server_name=host, server_port=port, max_file_size=service.limits.max_bytes,
+                       prevent_thread_lock=not block, ssr_mode=False, show_error=False,
+                       footer_links=[], run_history=False, mcp_server=False,
+                       enable_monitoring=False)
+        except OSError as exc:
+            shutil.rmtree(cache, ignore_errors=True)
+            raise UserError(f"cannot serve on {host}:{port} ({exc})") from None
+        finally:
+            if block:  # Gradio has stopped serving (Ctrl-C or SIGTERM)
+                app.close(verbose=False)
+                shutil.rmtree(cache, ignore_errors=True)
+    return app

@@ -1,0 +1,1 @@
+"""Conversion: the converter, its streaming pipeline, batch jobs and exports."""

@@ -1,0 +1,362 @@
+"""Conversion with a trained generator: mels, arrays, files of any length, ONNX export.
+
+Usable from a notebook without the CLI::
+
+    from melganvc import Converter
+    conv = Converter.from_checkpoint("runs/a2b")            # run folder or checkpoint file
+    out = conv.convert(wave, sr)                            # numpy in, numpy out, same rate
+    conv.convert_file("in.flac", "out.wav")                 # hour-long files in bounded memory
+    with conv.stream(48000) as s:                           # real time, see streaming.py
+        y = s.push(block)
+
+How a mel is translated (``method.md``, "Inference"): G works on chunks of ``L`` frames on a
+global grid. ``overlap=0`` is the reference: back-to-back chunks, the last one aligned to the
+end of the input, no cross-fade. ``overlap=k`` (frames, or a fraction of ``L`` up to 0.5)
+starts a chunk every ``L - k`` frames and cross-fades the overlaps with a raised cosine, which
+removes the seams at chunk borders (see ``melganvc.evaluation.seams``) for up to 2x the generator work.
+Any input of at least one frame works (short inputs are padded with silence and cropped).
+
+Waveforms go through ``StreamingConverter``: features with exact STFT context at block edges,
+chunked G, block-wise inversion, a loudness match (RMS of the active part, peak capped at
+0.99 by gain, never clipped) and resampling back to the input rate. The output has exactly
+the input's length. Written files carry a provenance tag (``audio.PROVENANCE``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from melganvc.config import (
+    Config,
+    ConfigError,
+    InversionConfig,
+    apply_overrides,
+    from_dict,
+)
+from melganvc.conversion.pipeline import (
+    STREAM_BLOCK_FRAMES,
+    STREAM_OVERLAP_FRAMES,
+    Stages,
+    StreamingConverter,
+)
+from melganvc.dsp.inversion import Inverter
+from melganvc.dsp.loudness import LevelMeter, input_gain
+from melganvc.dsp.mel import MelSpectrogram
+from melganvc.dsp.mel_stream import FeatureStream
+from melganvc.io.audio import (
+    AudioWriter,
+    as_mono_float32,
+    audio_info,
+    check_sample_rate,
+    iter_blocks,
+)
+from melganvc.io.checkpoint import (
+    CheckpointError,
+    checkpoint_config,
+    load_checkpoint,
+)
+from melganvc.models.chunk_stream import ChunkStream
+from melganvc.models.networks import Generator
+from melganvc.models.spectral_norm import inference_copy, settle_spectral_norm
+
+# Half-chunk overlap with a raised-cosine cross-fade: the best seam score (benchmarks/convert.py,
+# seams.py) on trained tiny models and VCC2016 speech: borders 2.8-3.0 without overlap, 0.90-0.97
+# with it (1.0 = no seam); overlaps of 4-8 frames score 0.91-1.01. Costs 2x the generator work
+# (end-to-end RTF 0.063 vs 0.055 on one CPU thread). 0 gives the reference behaviour.
+DEFAULT_OVERLAP = 0.5
+SETTLE_ITERATIONS = 100  # power iterations per spectral-norm layer when loading a run
+
+
+
+def resolve_overlap(overlap: float | str | None, chunk_frames: int) -> int:
+    """Overlap in frames from frames (int >= 1), a fraction of a chunk (0 < f <= 0.5) or 0.
+
+    ``"reference"`` / ``"none"`` / ``0`` mean no overlap; ``None`` means the default.
+    """
+    if overlap is None:
+        overlap = DEFAULT_OVERLAP
+    if isinstance(overlap, str):
+        text = overlap.strip().lower()
+        if text in ("reference", "none", "off"):
+            return 0
+        try:
+            overlap = float(text) if any(c in text for c in ".e") else int(text)
+        except ValueError:
+            raise ConfigError(f"overlap must be frames, a fraction of a chunk, or 'reference'; "
+                              f"got {overlap!r}") from None
+    if isinstance(overlap, bool):
+        raise ConfigError("overlap must be a number")
+    if isinstance(overlap, float) and not overlap.is_integer():
+        if not 0 < overlap <= 0.5:
+            raise ConfigError(f"overlap as a fraction of a chunk must be in (0, 0.5], got {overlap}")
+        return round(overlap * chunk_frames)
+    frames = int(overlap)
+    if not 0 <= frames <= chunk_frames // 2:
+        raise ConfigError(f"overlap must be 0..{chunk_frames // 2} frames (half a chunk), "
+                          f"got {frames}")
+    return frames
+
+
+def _with_inversion(cfg: Config, inversion: Any) -> Config:
+    """Apply an inversion setting: an ``InversionConfig``, a dict of its fields, or override
+    strings (``"gl_iters=4"`` or ``"inversion.gl_iters=4"``)."""
+    if inversion is None:
+        return cfg
+    if isinstance(inversion, InversionConfig):
+        return replace(cfg, inversion=inversion).validate()
+    if isinstance(inversion, dict):
+        return from_dict({"inversion": inversion}, base=cfg)
+    if isinstance(inversion, str):
+        inversion = [inversion]
+    items = []
+    for item in inversion:
+        key = str(item).partition("=")[0].strip()
+        if "." not in key:
+            item = f"inversion.{str(item).strip()}"
+        elif not key.startswith("inversion."):
+            raise ConfigError(f"'{item}': only inversion.* settings can change at conversion time "
+                              "(features and model are fixed by the checkpoint)")
+        items.append(item)
+    return apply_overrides(cfg, items)
+
+
+def _device(name: str | torch.device) -> torch.device:
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {name!r} ({exc})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def load_generator(cfg: Config, state: dict[str, Tensor]) -> nn.Module:
+    """An eval-mode generator without spectral-norm overhead from a state dict.
+
+    Takes a training state (spectral-norm parametrised keys) or a plain one as written by
+    ``save_generator`` (any float dtype; weights become float32).
+    """
+    parametrised = any(".parametrizations." in k for k in state)
+    gen = Generator(cfg.features.n_mels, cfg.model.generator_channels, spectral_norm=parametrised)
+    try:
+        gen.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"generator weights do not fit the checkpoint's config ({first})") \
+            from None
+    # Converge sigma for the weights as stored (also repairs EMA checkpoints of earlier
+    # versions, which averaged the power-iteration vectors).
+    return inference_copy(settle_spectral_norm(gen, SETTLE_ITERATIONS))
+
+
+class Converter:
+    """A generator plus everything needed to turn audio or mels into converted audio.
+
+    ``Converter(generator, config)`` takes any module mapping ``(batch, n_mels, L)`` mels to
+    the same shape; ``from_checkpoint`` is the usual way in. Options: ``overlap`` (frames, a
+    fraction of a chunk, or 0 for the reference), ``fade`` (``"cosine"``/``"linear"``),
+    ``batch_size`` (chunks per G call), ``match_loudness``, ``normalize_input`` (bring the
+    input to ``streaming.INPUT_LEVEL_DBFS`` before the features, so quiet recordings convert as
+    well as loud ones; the output level still follows the input), ``block_frames``/``block_overlap``
+    (inversion blocks for offline use; ``None`` = the ``Inverter`` defaults), ``inversion`` (see
+    ``from_checkpoint``).
+    """
+
+    def __init__(self, generator: nn.Module, config: Config, *, inversion: Any = None,
+                 device: str | torch.device = "cpu", overlap: float | str | None = None,
+                 fade: str = "cosine", batch_size: int = 64, match_loudness: bool = True,
+                 normalize_input: bool = True, block_frames: int | None = None,
+                 block_overlap: int | None = None) -> None:
+        self.config = _with_inversion(config, inversion)
+        self.device = _device(device)
+        self.generator = generator.to(self.device).eval()
+        self.mel = MelSpectrogram(self.config.features).to(self.device)
+        self.overlap = resolve_overlap(overlap, self.config.model.chunk_frames)
+        if fade not in ("cosine", "linear"):
+            raise ConfigError(f"fade must be 'cosine' or 'linear', got {fade!r}")
+        self.fade = fade
+        self.batch_size = int(batch_size)
+        self.match_loudness = bool(match_loudness)
+        self.normalize_input = bool(normalize_input)
+        self.block_frames, self.block_overlap = block_frames, block_overlap
+        self._inverters: dict[tuple[int | None, int | None], Inverter] = {}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto",
+                        use_ema: bool = True, inversion: Any = None, **options: Any) -> Converter:
+        """Load G from a run folder or checkpoint file (training or generator-only).
+
+        Uses the EMA generator when the checkpoint has one and ``use_ema``. ``inversion``
+        changes the inversion settings: an ``InversionConfig``, a dict of its fields, or
+        override strings such as ``["method=gl", "gl_iters=4"]``. ``options`` go to
+        ``Converter`` (``overlap``, ``fade``, ...).
+        """
+        payload = load_checkpoint(path, map_location="cpu")
+        return cls.from_payload(payload, device, use_ema, inversion, source=str(path), **options)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], device: str | torch.device = "auto",
+                     use_ema: bool = True, inversion: Any = None, source: str = "checkpoint",
+                     **options: Any) -> Converter:
+        """Like ``from_checkpoint`` for an already loaded checkpoint dict."""
+        cfg = checkpoint_config(payload)
+        models = payload.get("models")
+        if not isinstance(models, dict) or "generator" not in models:
+            raise CheckpointError(f"{source}: the checkpoint holds no generator")
+        key = "generator_ema" if use_ema and "generator_ema" in models else "generator"
+        conv = cls(load_generator(cfg, models[key]), cfg, inversion=inversion, device=device,
+                   **options)
+        conv.source = f"{source} ({key}, step {payload.get('step', '?')})"
+        return conv
+
+    def with_options(self, **options: Any) -> Converter:
+        """A converter sharing this one's generator (and inverters, when the inversion settings
+        stay) with some options changed: ``conv.with_options(overlap=0)``."""
+        current = {"device": self.device, "overlap": self.overlap, "fade": self.fade,
+                   "batch_size": self.batch_size, "match_loudness": self.match_loudness,
+                   "normalize_input": self.normalize_input,
+                   "block_frames": self.block_frames, "block_overlap": self.block_overlap}
+        unknown = set(options) - set(current) - {"inversion"}
+        if unknown:
+            raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        other = Converter(self.generator, self.config, **(current | options))
+        if other.config == self.config and other.device == self.device:
+            other._inverters = self._inverters
+        other.source = self.source
+        return other
+
+    # --- properties ---------------------------------------------------------------------------
+
+    source: str = "in-memory generator"
+
+    @property
+    def sample_rate(self) -> int:
+        """The model's sample rate (``convert`` accepts and returns any rate)."""
+        return self.config.features.sample_rate
+
+    @property
+    def chunk_frames(self) -> int:
+        return self.config.model.chunk_frames
+
+    @property
+    def inversion(self) -> InversionConfig:
+        return self.config.inversion
+
+    # --- conversion ---------------------------------------------------------------------------
+
+    def inverter(self, block_frames: int | None = None, overlap_frames: int | None = None
+                 ) -> Inverter:
+        """The (cached) ``Inverter`` for blocks of ``block_frames`` (``None``: its defaults)."""
+        key = (block_frames, overlap_frames)
+        if key not in self._inverters:
+            blocks = {} if block_frames is None else {"block_frames": block_frames}
+            if overlap_frames is not None:
+                blocks["overlap_frames"] = overlap_frames
+            self._inverters[key] = Inverter(self.config.features, self.config.inversion,
+                                            **blocks).to(self.device)
+        return self._inverters[key]
+
+    def chunk_stream(self) -> ChunkStream:
+        return ChunkStream(self.generator, self.config.features.n_mels, self.chunk_frames,
+                           self.overlap, self.fade, self.batch_size, self.device)
+
+    def convert_mel(self, mel: Tensor | np.ndarray) -> Tensor | np.ndarray:
+        """Translate a normalised mel ``(n_mels, T)``, any ``T >= 1``; same type and shape back."""
+        is_numpy = isinstance(mel, np.ndarray)
+        x = torch.as_tensor(mel, dtype=torch.float32)
+        n_mels = self.config.features.n_mels
+        if x.dim() != 2 or x.shape[0] != n_mels or x.shape[1] < 1:
+            raise ValueError(f"expected a mel shaped ({n_mels}, frames >= 1), got {tuple(x.shape)}")
+        chunks = self.chunk_stream()
+        out = torch.cat([chunks.push(x), chunks.flush()], dim=-1).cpu()
+        return out.numpy() if is_numpy else out.to(mel.device)
+
+    def stream(self, sample_rate: int | None = None, *,
+               block_frames: int | None = STREAM_BLOCK_FRAMES,
+               overlap_frames: int | None = STREAM_OVERLAP_FRAMES,
+               input_gain: float = 1.0) -> StreamingConverter:
+        """A ``StreamingConverter`` for audio at ``sample_rate`` (default: the model's).
+        ``block_frames``/``overlap_frames`` set the inversion blocks: smaller is lower latency,
+        a little slower and a little less accurate; ``None`` takes the ``Inverter`` defaults
+        (what offline conversion uses). ``input_gain`` scales the audio before the features
+        only (offline conversion brings the input to ``INPUT_LEVEL_DBFS``, see ``input_gain``)."""
+        stages = Stages(self.config, FeatureStream(self.mel), self.chunk_stream(),
+                        self.inverter(block_frames, overlap_frames), self.match_loudness)
+        return StreamingConverter(stages, sample_rate, input_gain=input_gain)
+
+    def _offline_stream(self, sample_rate: int, gain: float = 1.0) -> StreamingConverter:
+        return self.stream(sample_rate, block_frames=self.block_frames,
+                           overlap_frames=self.block_overlap, input_gain=gain)
+
+    def input_gain(self, blocks: Any, sample_rate: int) -> float:
+        """The gain ``convert`` applies before the features for this audio (``blocks``: an
+        array or an iterable of arrays at ``sample_rate``); 1.0 without ``normalize_input``."""
+        if not self.normalize_input:
+            return 1.0
+        meter = LevelMeter(max(1, round(0.024 * sample_rate)))
+        for block in [blocks] if isinstance(blocks, np.ndarray) else blocks:
+            meter.add(block)
+        return input_gain(meter.active_rms())
+
+    def convert(self, waveform: np.ndarray, sr: int | None = None) -> np.ndarray:
+        """Convert audio at rate ``sr`` (default: the model's); returns mono float32 audio at
+        ``sr`` of the same length.
+
+        ``waveform``: ``(samples,)``, ``(samples, channels)`` or ``(channels, samples)`` (at most
+        8 channels, down-mixed); float in [-1, 1] or integer PCM (scaled by its range). Rates
+        outside 1 kHz..768 kHz, empty, non-finite or mis-scaled audio raise ``ValueError``.
+        """
+        x = as_mono_float32(waveform)
+        if x.size == 0:
+            raise ValueError("cannot convert an empty waveform")
+        rate = check_sample_rate(self.sample_rate if sr is None else sr)
+        stream = self._offline_stream(rate, self.input_gain(x, rate))
+        with stream:
+            out = [stream.push(x), stream.flush()]
+        return np.concatenate(out)
+
+    def convert_file(self, in_path: str | Path, out_path: str | Path, *,
+                     progress: bool | Callable[[float], Any] | None = None,
+                     block_seconds: float = 10.0, overwrite: bool = True) -> float:
+        """Convert an audio file block by block (bounded memory); returns its duration (s).
+
+        The output (``.wav`` float or ``.flac`` 16-bit, by suffix) has the input's sample rate
+        and length and a provenance tag; it appears atomically: on any error no file is left.
+        ``progress``: ``True`` for a tqdm bar, or a callable given the seconds just converted.
+        Unreadable inputs raise ``AudioError`` (a ``UserError``) naming the file. With
+        ``overwrite=False`` an existing output -- even one another process wrote meanwhile --
+        is kept and ``AudioError`` ("exists") raised.
+        """
+        in_path, out_path = Path(in_path), Path(out_path)
+        rate, frames = audio_info(in_path)
+        duration = frames / rate
+        bar = None
+        if progress is True:
+            from tqdm import tqdm
+
+            bar = tqdm(total=round(duration, 2), unit="s", desc=in_path.name, leave=False)
+            update: Callable[[float], Any] | None = bar.update
+        else:
+            update = progress if callable(progress) else None
+        gain = self.input_gain(iter_blocks(in_path, rate, block_seconds), rate)  # a pre-pass
+        stream = self._offline_stream(rate, gain)
+        try:
+            with stream, AudioWriter(out_path, rate, overwrite=overwrite) as writer:
+                for block in iter_blocks(in_path, rate, block_seconds):
+                    writer.write(stream.push(block))
+                    if update is not None:
+                        update(block.size / rate)
+                writer.write(stream.flush())
+        finally:
+            if bar is not None:
+                bar.close()
+        return duration

@@ -1,0 +1,369 @@
+"""Block-wise conversion: the one pipeline behind offline, long-file and real-time conversion.
+
+``StreamingConverter.push(block)`` takes audio of any block size and returns the converted
+audio that is ready; ``flush()`` returns the rest. Every stage works on a *global* grid (STFT
+frames, L-frame chunks, inversion blocks, gain frames), so the result does not depend on how
+the input was cut into blocks: offline conversion (``Converter.convert`` / ``convert_file``) is
+this same pipeline fed with big blocks, and memory stays bounded for inputs of any length.
+
+Stages (model rate R = ``features.sample_rate``; input rate ``sample_rate``)::
+
+    resample sample_rate -> R (soxr stream, skipped when equal)
+    FeatureStream   samples -> normalised mel frames (exact STFT context at block edges)
+    ChunkStream     mel -> G on L-frame chunks of a global grid, cross-faded -> final frames
+    Inverter.stream mel -> waveform, block by block (phase carried across blocks)
+    resample R -> sample_rate
+    _Loudness       running RMS match on active frames + peak cap 0.99 (no clipping)
+    hold back to the fixed latency
+
+Latency (``latency_samples`` / ``latency_ms``): after pushes totalling ``n`` input samples,
+exactly ``max(0, n - latency_samples)`` converted samples have been returned; ``flush()``
+returns the rest, so the output always has the input's length. The latency is the worst-case
+delay of the stages above: STFT look-ahead (n_fft/2), one chunk plus one chunk hop, one
+inversion block plus two inversion overlaps, two gain frames, and the resamplers' filter
+delays. With the reference features (16 kHz, hop 192, L = 24) and the streaming defaults
+(inversion blocks of 64 frames, overlap 0.5) it is 1152 ms at 16 kHz.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import queue
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from melganvc.dsp.loudness import _Loudness
+from melganvc.dsp.mel_stream import FeatureStream
+from melganvc.dsp.resample import _Resampler, resampler_delay
+from melganvc.io.audio import as_mono_float32, check_sample_rate
+from melganvc.models.chunk_stream import ChunkStream
+
+if TYPE_CHECKING:
+    from melganvc.config import Config
+    from melganvc.dsp.inversion import Inverter
+
+
+
+STREAM_BLOCK_FRAMES = 64  # inversion block for real-time use (SC 0.109 vs 0.101 with 1024)
+STREAM_OVERLAP_FRAMES = 8  # the smallest overlap Inverter accepts for the reference STFT
+MAX_PIECE_SECONDS = 10.0  # bigger pushes are processed in pieces of this size
+
+
+
+
+
+# ----------------------------------------------------------------------------------------------
+# inversion: Inverter.stream (a pull-style generator) driven from push-style code
+
+
+class _Stop(Exception):
+    pass
+
+
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_IDLE, _END, _ABORT = object(), object(), object()
+
+
+class InverterFeed:
+    """Feed mel pieces to ``Inverter.stream`` one at a time and collect what it yields.
+
+    ``Inverter.stream`` pulls pieces from an iterable; it runs in a worker thread whose input
+    iterator waits for the next ``feed``. Each ``feed`` returns once the stream asks for more
+    input, i.e. with everything it could produce so far; ``finish`` ends the stream.
+    """
+
+    def __init__(self, inverter: Inverter) -> None:  
+        self._inverter = inverter
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="melganvc-inverter", daemon=True)
+        self._open = True
+        self._thread.start()
+        self._collect(_IDLE)
+
+    def feed(self, mel: Tensor) -> list[Tensor]:
+        if mel.shape[-1] == 0:
+            return []
+        self._inbox.put(mel)
+        return self._collect(_IDLE)
+
+    def finish(self) -> list[Tensor]:
+        self._inbox.put(_END)
+        out = self._collect(_END)
+        self._thread.join()
+        self._open = False
+        return out
+
+    def abort(self) -> None:
+        if self._open:
+            self._open = False
+            self._inbox.put(_ABORT)
+            self._thread.join()
+
+    def _source(self):
+        while True:
+            self._outbox.put(_IDLE)
+            item = self._inbox.get()
+            if item is _END:
+                return
+            if item is _ABORT:
+                raise _Stop
+            yield item
+
+    def _run(self) -> None:
+        try:
+            with torch.no_grad():
+                for wave in self._inverter.stream(self._source()):
+                    self._outbox.put(wave)
+        except _Stop:
+            return
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self._outbox.put(_Failure(exc))
+            return
+        self._outbox.put(_END)
+
+    def _collect(self, until: object) -> list[Tensor]:
+        out = []
+        while True:
+            item = self._outbox.get()
+            if item is until:
+                return out
+            if isinstance(item, _Failure):
+                self._open = False
+                raise item.exc
+            out.append(item)
+
+
+
+
+# ----------------------------------------------------------------------------------------------
+# the pipeline
+
+
+@functools.lru_cache(maxsize=64)
+def _stage_delay(half: int, hop: int, chunk: int, step: int, block: int, overlap: int,
+                 gain_frame: int) -> int:
+    """Worst-case delay (model-rate samples) of features -> chunks -> inversion -> gain.
+
+    What each stage has released depends on the input length ``n`` only through the number of
+    STFT frames ``F = (n - half) // hop + 1``, so the worst ``n`` for each ``F`` is the last
+    one before frame ``F`` (``half + F * hop - 1``). Then: final frames ``M = ((F - L) // S +
+    1) * S``; inverted samples ``(B - V) * hop * ((M - 2V) // (B - V))`` once ``M >= B + V``
+    (``Inverter.stream`` inverts a block of ``B`` frames when ``B + V`` are pending and holds
+    back the ``V``-frame cross-fade); released samples ``Q * (samples // Q - 1)`` (the gain
+    stage; ``gain_frame=0`` leaves it out). A few periods of the combined grid cover every
+    alignment.
+    """
+    span = block - overlap
+    period = math.lcm(step, span, max(1, gain_frame // math.gcd(gain_frame, hop or 1)))
+    frames = np.arange(1, chunk + block + 2 * overlap + 3 * period + 2, dtype=np.int64)
+    final = np.where(frames >= chunk, ((frames - chunk) // step + 1) * step, 0)
+    inverted = np.where(final >= block + overlap, span * hop * ((final - 2 * overlap) // span), 0)
+    released = gain_frame * np.maximum(inverted // gain_frame - 1, 0) if gain_frame else inverted
+    return int(max(half, (half + frames * hop - 1 - released).max()))
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The pipeline's parts, assembled by their owner (``Converter.stream``), so the pipeline
+    never reaches back into it. Each stage is fresh: it holds the state of one stream."""
+
+    config: Config
+    features: FeatureStream
+    chunks: ChunkStream
+    inverter: Inverter  # shared between streams: ``Inverter`` keeps no per-stream state
+    match_loudness: bool = True
+
+
+class StreamingConverter:
+    """Real-time conversion: ``push`` audio blocks (any size), get converted audio back.
+
+    Usually made with ``Converter.stream(sample_rate)``. ``sample_rate`` is the rate of the
+    pushed and returned audio (default: the model's); blocks are mono float arrays (2-D arrays
+    ``(samples, channels)`` are down-mixed). After pushes totalling ``n`` samples, exactly
+    ``max(0, n - latency_samples)`` samples have come back; ``flush()`` returns the rest (the
+    total equals the input length). The inverter's blocks set the latency (see
+    ``Converter.stream``). ``input_gain`` scales the audio
+    before the features only (the output level still follows the input as given): offline
+    conversion sets it to bring the input to ``INPUT_LEVEL_DBFS`` (see ``input_gain``).
+    """
+
+    def __init__(self, stages: Stages, sample_rate: int | None = None, *,
+                 input_gain: float = 1.0) -> None:
+        cfg = stages.config
+        feat = cfg.features
+        self.config = cfg
+        self.model_rate = feat.sample_rate
+        self.sample_rate = check_sample_rate(feat.sample_rate if sample_rate is None
+                                             else sample_rate)
+        if not (math.isfinite(input_gain) and input_gain > 0):
+            raise ValueError(f"input_gain must be a positive number, got {input_gain!r}")
+        self.input_gain = float(input_gain)
+        self._inverter = stages.inverter
+        self._features = stages.features
+        self._chunks = stages.chunks
+        # the loudness stage works at the output rate, after resampling, so the peak cap holds
+        # for the samples actually returned
+        gain_frame = max(1, round(2 * feat.hop_length * self.sample_rate / self.model_rate))
+        self._loudness = _Loudness(gain_frame, stages.match_loudness, 1 / input_gain)
+        self._rs_in = _Resampler(self.sample_rate, self.model_rate)
+        self._rs_out = _Resampler(self.model_rate, self.sample_rate)
+        self._latency = self._worst_delay(gain_frame)
+        self._piece = max(1, int(MAX_PIECE_SECONDS * self.sample_rate))
+        self._feed: InverterFeed | None = None
+        self._fifo: deque[np.ndarray] = deque()
+        self._fifo_size = 0
+        self.samples_in = 0  # at sample_rate
+        self.samples_out = 0
+        self._model_in = 0  # at the model rate
+        self._model_out = 0
+        self._converted = 0  # at sample_rate, before the hold-back
+        self._closed = False
+
+    # --- public ---------------------------------------------------------------------------
+
+    @property
+    def latency_samples(self) -> int:
+        """Fixed delay of the output behind the input, in samples at ``sample_rate``."""
+        return self._latency
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000.0 * self._latency / self.sample_rate
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        """Feed input samples; returns the converted samples now ready (maybe none)."""
+        x = as_mono_float32(block)
+        if self._closed:
+            raise RuntimeError("this StreamingConverter was flushed or closed; make a new one")
+        self.samples_in += x.size
+        try:
+            for i in range(0, x.size, self._piece):
+                piece = x[i:i + self._piece]
+                piece = self._gained(piece)  # the loudness stage undoes the gain
+                self._loudness.add_input(piece)
+                self._enqueue(self._process(self._rs_in(piece), last=False))
+        except BaseException:
+            self.close()
+            raise
+        return self._release(max(0, self.samples_in - self.latency_samples))
+
+    def flush(self) -> np.ndarray:
+        """End of input: returns the remaining output; the converter cannot be used again."""
+        if self._closed:
+            raise RuntimeError("this StreamingConverter was flushed or closed; make a new one")
+        try:
+            self._loudness.add_input(np.zeros(0, np.float32), last=True)
+            self._enqueue(self._process(self._rs_in(np.zeros(0, np.float32), last=True),
+                                        last=True))
+        finally:
+            self.close()
+        out = self._release(None)
+        missing = self.samples_in - self.samples_out - out.size
+        if missing > 0:
+            out = np.concatenate([out, np.zeros(missing, np.float32)])
+        elif missing < 0:
+            out = out[:out.size + missing]
+        self.samples_out += out.size
+        return out
+
+    def close(self) -> None:
+        """Stop early (frees the inversion worker); ``flush`` does this itself."""
+        self._closed = True
+        if self._feed is not None:
+            self._feed.abort()
+            self._feed = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at interpreter shutdown anything may be gone
+            self.close()
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _worst_delay(self, gain_frame: int) -> int:
+        """``latency_samples``: the stages' worst-case delay plus the resamplers'."""
+        cfg = self.config
+        same_rate = self.sample_rate == self.model_rate
+        delay = _stage_delay(cfg.features.n_fft // 2, cfg.features.hop_length,
+                             cfg.model.chunk_frames, self._chunks.step,
+                             self._inverter.block_frames, self._inverter.overlap_frames,
+                             gain_frame if same_rate else 0)
+        if same_rate:
+            return delay
+        into = resampler_delay(self.sample_rate, self.model_rate)
+        back = resampler_delay(self.model_rate, self.sample_rate)
+        return math.ceil((delay + into) * self.sample_rate / self.model_rate) + back \
+            + 2 * gain_frame + 2
+
+    def _gained(self, x: np.ndarray) -> np.ndarray:
+        return x if self.input_gain == 1.0 else x * np.float32(self.input_gain)
+
+    def _process(self, x: np.ndarray, last: bool) -> np.ndarray:
+        """Model-rate samples in -> output samples at ``sample_rate`` (as far as ready)."""
+        if self._feed is None:
+            self._feed = InverterFeed(self._inverter)
+        self._model_in += x.size
+        mel = self._features.push(x) if x.size else self._features._empty()
+        final = self._chunks.push(mel) if mel.shape[-1] else self._chunks._take(0)
+        waves = self._feed.feed(final)
+        if last:
+            rest = self._features.flush()
+            tail = [self._chunks.push(rest)] if rest.shape[-1] else []
+            waves += self._feed.feed(torch.cat(tail + [self._chunks.flush()], dim=-1))
+            waves += self._feed.finish()
+            self._feed = None
+        y = torch.cat([w.reshape(-1) for w in waves]).float().cpu().numpy() if waves \
+            else np.zeros(0, np.float32)
+        if last:  # the inverter gives (frames - 1) * hop samples: pad to the input length
+            y = _fit(y, self._model_in - self._model_out)
+        self._model_out += y.size
+        y = self._rs_out(y, last=last)
+        if last:  # resampling may be a sample off
+            y = _fit(y, self.samples_in - self._converted)
+        self._converted += y.size
+        return self._loudness.push(y, last=last)
+
+    def _enqueue(self, y: np.ndarray) -> None:
+        if y.size:
+            self._fifo.append(y)
+            self._fifo_size += y.size
+
+    def _release(self, upto: int | None) -> np.ndarray:
+        want = self._fifo_size if upto is None else min(self._fifo_size, upto - self.samples_out)
+        parts, need = [], max(0, want)
+        while need > 0:
+            head = self._fifo.popleft()
+            if head.size > need:
+                self._fifo.appendleft(head[need:])
+                head = head[:need]
+            parts.append(head)
+            need -= head.size
+        out = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        self._fifo_size -= out.size
+        if upto is not None:
+            self.samples_out += out.size
+        return out
+
+
+def _fit(x: np.ndarray, size: int) -> np.ndarray:
+    """``x`` cut or zero-padded to ``size`` samples."""
+    size = max(size, 0)
+    return x[:size] if x.size >= size else np.concatenate([x, np.zeros(size - x.size, x.dtype)])

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, scoring of systems, the report."""

@@ -1,0 +1,1 @@
+"""Files, audio, checkpoints and bundled models: everything that touches the disk."""

@@ -1,0 +1,341 @@
+"""Audio in and out: any file libsndfile reads -> mono float32 at the configured rate, and back.
+
+Every problem with a user's file becomes an ``AudioError`` naming the file and the reason, so
+the CLI can print one line instead of a traceback. Writes are atomic and tagged as converted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar, Self
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from melganvc.errors import AudioError
+from melganvc.io.files import atomic_path, sweep_stale_temps, write_failure_reason
+from melganvc.version import __version__
+
+WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".opus"}
+PROVENANCE = f"converted by melganvc {__version__} (voice conversion; synthetic audio)"
+MIN_SAMPLE_RATE = 1000  # lower rates are broken or hostile headers (and would upsample 16x+)
+# Higher rates are hostile headers: a 96 KB file "at 2 GHz" costs minutes of resampler set-up.
+# 768 kHz is the highest rate audio interfaces and DSD-to-PCM converters use.
+MAX_SAMPLE_RATE = 768_000
+# Float audio may exceed 1.0 a little (inter-sample peaks, unnormalised mixes); far above it is
+# mis-scaled audio -- integer PCM stored as float peaks near 32767 -- which the fixed-level
+# features would clip into noise (mel correlation 0.34 with the correctly scaled file).
+MAX_AMPLITUDE = 16.0
+MAX_CHANNELS = 8  # 2-D arrays: the axis of at most this size (the other longer) is channels
+UNKNOWN_FRAMES = 2**63 - 1  # what libsndfile reports when a header does not give the length
+READ_SAMPLES = 1 << 22  # samples per read: a header's claimed length is never allocated up front
+
+
+def is_audio_path(path: Path) -> bool:
+    """Cheap name-based filter for folder walks; the real check happens when reading."""
+    return path.suffix.lower() in AUDIO_SUFFIXES
+
+
+def check_sample_rate(rate: int, what: str = "sample rate") -> int:
+    """``rate`` as an int within [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]; ``ValueError`` otherwise.
+
+    One rule for headers and API callers: below 1 kHz the resampler upsamples 16x+ (a 1 Hz
+    "rate" ran for minutes), far above any real interface it is a lying header.
+    """
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer, float, np.floating)) \
+            or not float(rate).is_integer():
+        raise ValueError(f"{what} must be a whole number of Hz, got {rate!r}")
+    rate = int(rate)
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise ValueError(f"{what} {rate} Hz is not supported (need {MIN_SAMPLE_RATE}.."
+                         f"{MAX_SAMPLE_RATE} Hz)")
+    return rate
+
+
+def _open(path: Path) -> sf.SoundFile:
+    if not path.exists():
+        raise AudioError(path, "no such file")
+    if path.is_dir():
+        raise AudioError(path, "is a folder, not an audio file")
+    if not path.is_file():  # a FIFO would block the read forever; a device never ends
+        raise AudioError(path, "not a regular file (a pipe, device or socket)")
+    try:
+        handle = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        reason = str(exc).split(":")[-1].strip() or "unknown format"
+        raise AudioError(path, f"not a readable audio file ({reason})") from None
+    except OSError as exc:
+        raise AudioError(path, f"cannot open ({exc.strerror or exc})") from None
+    if handle.frames == 0 or handle.samplerate <= 0:
+        handle.close()
+        raise AudioError(path, "contains no audio (zero length)")
+    try:
+        check_sample_rate(handle.samplerate)
+    except ValueError as exc:
+        handle.close()
+        raise AudioError(path, str(exc)) from None
+    return handle
+
+
+def _sequential(handle: sf.SoundFile) -> sf.SoundFile:
+    """Mark ``handle`` for front-to-back reading only.
+
+    After every read soundfile re-seeks to where the read ended; in a FLAC whose header holds
+    no length (streamed encoders write 0, libsndfile then reports 2^63 frames) or a wrong one,
+    that seek fails at the end of the data, and the samples just read are lost. libsndfile has
+    already advanced the position, so for sequential reads the seek is redundant: skip it.
+    """
+    handle.seekable = lambda: False  # the instance attribute shadows the method
+    return handle
+
+
+def _unknown_length(handle: sf.SoundFile) -> bool:
+    return handle.frames >= UNKNOWN_FRAMES
+
+
+def _read_block(path: Path, handle: sf.SoundFile, frames: int) -> np.ndarray:
+    try:
+        return handle.read(frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(path, f"corrupt or truncated audio ({exc})") from None
+
+
+def _block_frames(handle: sf.SoundFile, frames: int) -> int:
+    """``frames`` per read, capped so one read holds at most ``READ_SAMPLES`` samples."""
+    return max(1, min(frames, READ_SAMPLES // max(1, handle.channels)))
+
+
+def _check_finite(path: Path, block: np.ndarray) -> None:
+    if not block.size:
+        return
+    peak = float(np.abs(block).max())  # NaN propagates through max
+    if not np.isfinite(peak):
+        raise AudioError(path, "contains NaN or infinite samples")
+    if peak > MAX_AMPLITUDE:
+        raise AudioError(path, f"samples far outside [-1, 1] (peak {peak:.3g}): "
+                               "integer PCM stored as float, or a damaged file? scale it to "
+                               "[-1, 1]")
+
+
+def as_mono_float32(audio: object) -> np.ndarray:
+    """An API caller's array as mono float32 in [-1, 1] (the arrays ``load`` returns).
+
+    Accepts ``(samples,)``, ``(samples, channels)`` and ``(channels, samples)`` -- the layout of
+    torchaudio and librosa -- with at most ``MAX_CHANNELS`` channels, told apart by which axis
+    is the short one (an ambiguous shape is refused, never guessed). Integer PCM is scaled by
+    its range (int16 by 32768, uint8 around 128) as audio files are; booleans, complex numbers
+    and float samples far outside [-1, 1] are refused: cast without scaling they convert to
+    loud noise. Raises ``TypeError``/``ValueError`` with the reason.
+    """
+    x = np.asarray(audio)
+    if x.dtype == np.bool_ or not (np.issubdtype(x.dtype, np.integer)
+                                   or np.issubdtype(x.dtype, np.floating)):
+        raise TypeError(f"audio must be an array of float or integer samples, got dtype {x.dtype}")
+    if x.ndim not in (1, 2):
+        raise ValueError(f"expected audio shaped (samples,), (samples, channels) or (channels, "
+                         f"samples), got shape {x.shape}")
+    if np.issubdtype(x.dtype, np.integer):
+        info = np.iinfo(x.dtype)
+        middle = (int(info.max) + int(info.min) + 1) / 2  # 0 for signed, 128 for uint8
+        x = ((x.astype(np.float64) - middle) / (int(info.max) + 1 - middle)).astype(np.float32)
+    else:
+        x = x.astype(np.float32, copy=False)
+    if x.size:
+        peak = float(np.abs(x).max())  # NaN propagates through max
+        if not np.isfinite(peak):
+            raise ValueError("audio contains NaN or infinite samples")
+        if peak > MAX_AMPLITUDE:
+            raise ValueError(f"float samples far outside [-1, 1] (peak {peak:.3g}): integer "
+                             "PCM cast to float? divide by 32768 (int16) or pass the int array")
+    return np.ascontiguousarray(_downmix_2d(x) if x.ndim == 2 else x)
+
+
+def _downmix_2d(x: np.ndarray) -> np.ndarray:
+    """Mono from ``(samples, channels)`` or ``(channels, samples)``: the short axis is channels."""
+    rows, cols = x.shape
+    if rows <= MAX_CHANNELS and (cols > MAX_CHANNELS or cols == 0):
+        axis = 0
+    elif cols <= MAX_CHANNELS and (rows > MAX_CHANNELS or rows == 0):
+        axis = 1
+    else:
+        raise ValueError(f"audio shape {x.shape} is ambiguous: pass (samples,), or (samples, "
+                         f"channels) / (channels, samples) with at most {MAX_CHANNELS} channels")
+    return x.mean(axis=axis, dtype=np.float32)
+
+
+def _to_mono(block: np.ndarray) -> np.ndarray:
+    return block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block.astype(np.float32)
+
+
+def audio_info(path: str | Path) -> tuple[int, int]:
+    """(sample_rate, frames) without reading samples (unless the header does not say how many:
+    then they are counted); raises ``AudioError`` on bad files."""
+    path = Path(path)
+    with _open(path) as handle:
+        if not _unknown_length(handle):
+            return handle.samplerate, handle.frames
+        _sequential(handle)
+        block, frames = _block_frames(handle, READ_SAMPLES), 0
+        while True:
+            count = _read_block(path, handle, block).shape[0]
+            frames += count
+            if count < block:
+                break
+        if frames == 0:
+            raise AudioError(path, "contains no audio (zero length)")
+        return handle.samplerate, frames
+
+
+def load(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Read ``path`` as mono float32 at ``sample_rate`` (downmix, then soxr resampling).
+
+    Returns shape ``(samples,)``. Raises ``AudioError`` for unreadable, empty or non-finite audio.
+    """
+    path = Path(path)
+    with _sequential(_open(path)) as handle:
+        # Read in bounded blocks until the data ends: headers can lie about the length (a FLAC
+        # of unknown length reports 2^63 frames, a damaged one any number).
+        source_rate, block, pieces = handle.samplerate, _block_frames(handle, READ_SAMPLES), []
+        while True:
+            data = _read_block(path, handle, block)
+            _check_finite(path, data)
+            if data.shape[0]:
+                pieces.append(_to_mono(data))
+            if data.shape[0] < block:
+                break
+    if not pieces:
+        raise AudioError(path, "contains no audio (zero length)")
+    mono = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+    if source_rate != sample_rate:
+        mono = soxr.resample(mono, source_rate, sample_rate, quality="HQ").astype(np.float32)
+    if mono.size == 0:
+        raise AudioError(path, "too short to resample (zero samples at the target rate)")
+    return np.ascontiguousarray(mono)
+
+
+def iter_blocks(path: str | Path, sample_rate: int, block_seconds: float = 10.0) -> Iterator[np.ndarray]:
+    """Yield mono float32 blocks at ``sample_rate`` so hour-long files never sit in memory whole."""
+    path = Path(path)
+    with _sequential(_open(path)) as handle:
+        source_rate = handle.samplerate
+        block = _block_frames(handle, int(block_seconds * source_rate))
+        stream = soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32", quality="HQ") \
+            if source_rate != sample_rate else None
+        while True:
+            data = _read_block(path, handle, block)
+            last = data.shape[0] < block
+            _check_finite(path, data)
+            mono = _to_mono(data)
+            if stream is not None:
+                mono = stream.resample_chunk(mono, last=last)
+            if mono.size:
+                yield mono
+            if last:
+                break
+
+
+class AudioWriter:
+    """Incremental, atomic writer: blocks go to a temp file moved into place on ``close()``.
+
+    Used as a context manager; if the block raises, the temp file is removed and no output
+    file appears. With ``overwrite=False`` an existing file is never replaced, not even one
+    that another process wrote while this one was converting. The first writer into a folder
+    (per process) clears the temp files that killed writers left there; temps that live
+    writers hold locked are kept (see ``io_utils``), so processes may share an output folder.
+    """
+
+    _swept: ClassVar[set[str]] = set()  # folders this process has cleared already
+    _SF_ERR_SYSTEM: ClassVar[int] = 2  # libsndfile's code for "a system call failed"
+
+    def __init__(self, path: str | Path, sample_rate: int, subtype: str | None = None,
+                 overwrite: bool = True) -> None:
+        self.path = Path(path)
+        fmt = WRITE_FORMATS.get(self.path.suffix.lower())
+        if fmt is None:
+            raise AudioError(self.path, f"cannot write '{self.path.suffix}' (use .wav or .flac)")
+        self._format, self._rate = fmt, sample_rate
+        self._subtype = subtype or ("PCM_16" if fmt == "FLAC" else "FLOAT")
+        self._ctx = atomic_path(self.path, replace=overwrite)
+        self._file: sf.SoundFile | None = None
+
+    def __enter__(self) -> Self:
+        self._sweep_once(self.path.parent)
+        try:
+            tmp = self._ctx.__enter__()
+        except OSError as exc:
+            raise AudioError(self.path, f"cannot write ({self._reason(exc)})") from None
+        try:
+            self._file = sf.SoundFile(str(tmp), "w", self._rate, 1, self._subtype, format=self._format)
+            self._file.comment = PROVENANCE  # FLAC needs strings before the first sample
+            self._file.software = f"melganvc {__version__}"
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            reason = self._reason(exc)  # before the cleanup frees the temp file's space
+            self._ctx.__exit__(type(exc), exc, None)
+            raise AudioError(self.path, f"cannot write ({reason})") from None
+        return self
+
+    def write(self, block: np.ndarray) -> None:
+        assert self._file is not None
+        block = np.asarray(block, dtype=np.float32)
+        if block.size and not np.isfinite(block).all():  # never write a file of NaN
+            raise AudioError(self.path, "the output has NaN or infinite samples; nothing written")
+        try:
+            self._file.write(np.clip(block, -1.0, 1.0))
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:  # e.g. no space left
+            raise AudioError(self.path, f"cannot write ({self._reason(exc)})") from None
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        failure = None
+        if self._file is not None:
+            try:
+                self._file.close()
+            except (sf.LibsndfileError, RuntimeError, OSError) as error:
+                failure = error
+        if exc_type is not None:  # the caller's error propagates; the temp file goes
+            self._ctx.__exit__(exc_type, exc, tb)
+            return
+        if failure is not None:
+            reason = self._reason(failure)
+            self._ctx.__exit__(type(failure), failure, failure.__traceback__)  # drops the temp file
+            raise AudioError(self.path, f"cannot write ({reason})") from None
+        try:
+            self._ctx.__exit__(None, None, None)  # rename into place
+        except FileExistsError:  # overwrite=False and the file appeared while we wrote
+            raise AudioError(self.path, "exists (use --overwrite)") from None
+        except OSError as error:  # the rename failed, e.g. the target is a folder
+            raise AudioError(self.path, f"cannot write ({self._reason(error)})") from None
+
+    def _reason(self, exc: BaseException) -> str:
+        """Why writing failed; libsndfile reports any failed system call as "System error.",
+        but the errno it hides is still in cffi's record of the call (ENOSPC: disk full)."""
+        if isinstance(exc, sf.LibsndfileError) and exc.code == self._SF_ERR_SYSTEM:
+            code = getattr(getattr(sf, "_ffi", None), "errno", 0)
+            if code:
+                return os.strerror(code)
+        return write_failure_reason(exc, self.path)
+
+    @classmethod
+    def _sweep_once(cls, folder: Path) -> None:
+        """Clear left-over ``.NAME.<hex>.wav.tmp``/``.flac.tmp`` in ``folder`` once per process:
+        they are remnants of writers killed before their rename (live writers' are kept)."""
+        key = os.path.abspath(folder)
+        if key not in cls._swept:
+            cls._swept.add(key)
+            sweep_stale_temps(folder, WRITE_FORMATS)
+
+
+def save(path: str | Path, waveform: np.ndarray, sample_rate: int) -> None:
+    """Write a mono waveform atomically as wav (float) or flac (16-bit) with the provenance tag."""
+    waveform = np.asarray(waveform, dtype=np.float32).reshape(-1)
+    with AudioWriter(path, sample_rate) as writer:
+        writer.write(waveform)
+
+
+def read_comment(path: str | Path) -> str:
+    """The file's comment tag (tests and users can check provenance)."""
+    with sf.SoundFile(str(path)) as handle:
+        return handle.comment

@@ -1,0 +1,2 @@
+"""Pretrained listeners (speaker encoder, recognisers, naturalness) shared by
+training logs and evaluation; they never train."""

@@ -1,0 +1,1 @@
+"""The networks: layers, spectral norm, G / D / S and chunked inference."""

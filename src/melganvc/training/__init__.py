@@ -1,0 +1,1 @@
+"""Training: data, losses, one optimisation step, and the loop around it."""

@@ -1,0 +1,252 @@
+"""The training loop around ``train_batch``: run folder, resume, progress, TensorBoard, samples.
+
+A run folder holds ``config.yaml`` (resolved), ``checkpoint.pt`` (latest, atomic, every
+``checkpoint_every`` batches) and ``logs/`` (TensorBoard: every loss, mel images of fixed A
+inputs and their translations, and audio of the translations at each eval). For speech, each
+eval also scores those translations with the ``eval`` extra's judges (``SampleJudges``):
+``judge/naturalness`` (DistillMOS, 1-5) and ``judge/similarity_b`` (resemblyzer cosine to B).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from melganvc.config import Config, to_dict
+from melganvc.errors import UserError
+from melganvc.io.checkpoint import field_differences
+from melganvc.io.run_dir import RunDir
+from melganvc.training import distributed as dist_utils
+from melganvc.training.chunks import translate_chunks
+from melganvc.training.data import (
+    MelCorpus,
+    PrepareReport,
+    corpus_origin,
+    describe_source,
+    is_prepared,
+    prepare,
+    print_report,
+    stale_reason,
+)
+from melganvc.training.step import (
+    CROP_CHUNKS,
+    TrainState,
+    build_state,
+    sample_batch,
+    save_run_checkpoint,
+    select_device,
+    should_stop,
+    train_batch,
+    try_resume,
+)
+
+EVAL_MAX_FRAMES = 256  # ~3 s of 16 kHz speech per logged example
+# The judges are 16 kHz speech models (they resample their input): the speech presets (16 and
+# 8 kHz) are scored; above 16 kHz are the music presets, which they cannot judge.
+JUDGE_MAX_RATE = 16000
+
+
+def prepare_domain(cfg: Config, source: Path, output: Path, progress: bool = True) -> PrepareReport:
+    """Cache one domain for this config's crop length, printing counted skips."""
+    report = prepare(source, output, cfg.features, CROP_CHUNKS * cfg.model.chunk_frames,
+                     progress=progress)
+    print_report(source, report)
+    return report
+
+
+def training_corpora(cfg: Config, sources: tuple[Path, Path], run_dir: Path,
+                     progress: bool = True) -> tuple[Path, Path]:
+    """The prepared corpora for domains A and B: a prepared folder is used as given; an audio
+    folder is cached in ``RUN/cache/{a,b}``, which is reused only while it holds that folder's
+    current audio prepared with this config (else prepared again, with a one-line note).
+
+    Both sources are checked before either is prepared, so a typo in ``--b`` fails at once and
+    never trains on what an earlier run left in the cache.
+    """
+    min_frames = CROP_CHUNKS * cfg.model.chunk_frames
+    described = [None if is_prepared(path) else describe_source(path, min_frames)
+                 for path in sources]
+    origins = [corpus_origin(path) for path in sources]
+    if origins[0] == origins[1]:
+        print(f"melganvc: warning: --a and --b are the same audio ({origins[0]}): the model "
+              "will learn to map a domain onto itself", file=sys.stderr)
+    corpora = []
+    for name, path, source in zip(("a", "b"), sources, described, strict=True):
+        if source is None:
+            corpora.append(Path(path))
+            continue
+        cache = RunDir(Path(run_dir)).cache(name)
+        if not is_prepared(cache):  # first run, or a prepare that was interrupted
+            prepare_domain(cfg, path, cache, progress=progress)
+        elif (why := stale_reason(cache, source, cfg.features)) is not None:
+            print(f"melganvc: note: {why}; preparing it again", file=sys.stderr)
+            prepare_domain(cfg, path, cache, progress=progress)
+        corpora.append(cache)
+    return corpora[0], corpora[1]
+
+
+def config_differences(run: Config, requested: Config) -> list[str]:
+    """Each field where ``requested`` differs from a run's own config, as one clause."""
+    return field_differences(to_dict(requested), to_dict(run))
+
+
+def open_corpora(cfg: Config, a: Path, b: Path) -> tuple[MelCorpus, MelCorpus]:
+    crop = CROP_CHUNKS * cfg.model.chunk_frames
+    return MelCorpus(a, cfg.features, crop), MelCorpus(b, cfg.features, crop)
+
+
+def eval_examples(cfg: Config, corpus: MelCorpus) -> list[torch.Tensor]:
+    """A fixed set of A utterances (the first few), so logged translations are comparable."""
+    count = min(cfg.train.num_eval_examples, len(corpus))
+    return [corpus.utterance(i)[:, :EVAL_MAX_FRAMES] for i in range(count)]
+
+
+def mel_image(mel: torch.Tensor) -> np.ndarray:
+    """Normalised mel ``(n_mels, T)`` -> ``(1, n_mels, T)`` image in [0, 1], low frequencies at the bottom."""
+    return ((mel.flip(0).clamp(-1, 1) + 1) / 2).unsqueeze(0).cpu().numpy()
+
+
+class SampleJudges:
+    """Naturalness (DistillMOS) and speaker similarity to B (resemblyzer) of the logged sample
+    translations, written as ``judge/naturalness`` (mean over the examples, 1-5) and
+    ``judge/similarity_b`` (mean cosine of each example's embedding to the centroid of
+    ``references``, a few B utterances, -1..1).
+
+    The judges and the B centroid (the references inverted once with the samples' inverter) are
+    loaded at the first eval, once per run. Without the ``eval`` extra, one warning is printed
+    and nothing is scored; music (sample rate above 16 kHz) is never scored."""
+
+    def __init__(self, references: list[torch.Tensor]) -> None:
+        self.references = references
+        self.disabled = False
+        self.naturalness = None
+        self.encoder = None
+        self.centroid: np.ndarray | None = None
+
+    def _load(self, inverter, device: torch.device, sample_rate: int) -> bool:
+        threads = torch.get_num_threads()  # DistillMOS gets the training threads: it waits
+        try:
+            from melganvc.judges.naturalness import NaturalnessJudge
+            from melganvc.judges.speaker import SpeakerEncoder, speaker_centroid
+
+            self.naturalness = NaturalnessJudge(num_threads=threads)
+            self.encoder = SpeakerEncoder()  # one thread: its small LSTM gains nothing from more
+        except (ImportError, UserError) as exc:
+            print(f"melganvc: warning: judge/* scalars not logged ({exc})", file=sys.stderr)
+            self.disabled = True
+            return False
+        with torch.no_grad():
+            waves = [inverter(mel.to(device)).reshape(-1).clamp(-1, 1).cpu().numpy()
+                     for mel in self.references]
+        self.centroid = speaker_centroid(self.encoder, waves, sample_rate)
+        return True
+
+    def log(self, state: TrainState, writer, waves: list[np.ndarray], inverter) -> None:
+        """Score ``waves`` (the sample translations, at the model's rate) and log the means."""
+        sample_rate = state.cfg.features.sample_rate
+        if self.disabled or not waves or sample_rate > JUDGE_MAX_RATE:
+            return
+        if self.naturalness is None and not self._load(inverter, state.device, sample_rate):
+            return
+        from melganvc.judges.speaker import cosine
+
+        mos = [self.naturalness.score(w, sample_rate) for w in waves]
+        sim = [cosine(self.encoder.embed(w, sample_rate), self.centroid) for w in waves]
+        for tag, values in (("judge/naturalness", mos), ("judge/similarity_b", sim)):
+            finite = [v for v in values if math.isfinite(v)]  # NaN: a silent translation
+            if finite:
+                writer.add_scalar(tag, float(np.mean(finite)), state.step)
+
+
+def log_samples(state: TrainState, writer, examples: list[torch.Tensor],
+                judges: SampleJudges | None = None) -> None:
+    from melganvc.dsp.inversion import Inverter
+
+    generator = state.inference_generator()
+    was_training = generator.training
+    generator.eval()
+    inverter = Inverter(state.cfg.features, state.cfg.inversion).to(state.device)
+    rate = state.cfg.features.sample_rate
+    waves = []
+    for i, mel in enumerate(examples):
+        fake = translate_chunks(generator, mel.to(state.device), state.cfg.model.chunk_frames)
+        writer.add_image(f"mel/{i}_source", mel_image(mel), state.step)
+        writer.add_image(f"mel/{i}_converted", mel_image(fake), state.step)
+        with torch.no_grad():
+            wave = inverter(fake).reshape(-1).clamp(-1, 1).cpu()
+        writer.add_audio(f"audio/{i}_converted", wave, state.step, rate)
+        waves.append(wave.numpy())
+    generator.train(was_training)
+    if judges is not None:
+        judges.log(state, writer, waves, inverter)
+
+
+def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool = False,
+        progress: bool = True) -> TrainState:
+    """Train (or continue) a run; returns the final state. Safe to kill at any moment."""
+    device = dist_utils.local_device(select_device(cfg.train.device))
+    dist_utils.init_from_env(device)
+    run_dir = Path(run_dir)
+    if RunDir(run_dir).has_run() and not resume:
+        raise UserError(f"{run_dir}: already holds a run; pass --resume to continue it "
+                        "or choose another --out")
+    data_a, data_b = open_corpora(cfg, corpus_a, corpus_b)
+    state = build_state(cfg, device)
+    dist_utils.broadcast_module(state.generator, state.critic, state.siamese)
+    if resume and try_resume(state, run_dir) and dist_utils.is_main():
+        print(f"melganvc: resuming {run_dir} at step {state.step}", file=sys.stderr)
+    main = dist_utils.is_main()
+    writer = None
+    if main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        try:
+            # a kill mid-write leaves a temp file beside the (intact) checkpoint: cleared here
+            RunDir(run_dir).save_config(cfg)
+        except OSError as exc:
+            raise UserError(f"{run_dir}: cannot write the run folder ({exc.strerror or exc})") \
+                from None
+        writer = SummaryWriter(str(RunDir(run_dir).logs))
+    examples = eval_examples(cfg, data_a)
+    judges = SampleJudges(eval_examples(cfg, data_b))
+    _loop(state, data_a, data_b, run_dir, writer, examples, progress and main, judges)
+    if writer is not None:
+        writer.close()
+    return state
+
+
+def _loop(state: TrainState, data_a: MelCorpus, data_b: MelCorpus, run_dir: Path, writer,
+          examples: list[torch.Tensor], progress: bool,
+          judges: SampleJudges | None = None) -> None:
+    t = state.cfg.train
+    started = time.monotonic()
+    bar = tqdm(total=t.steps, initial=state.step, disable=not progress, unit="batch",
+               dynamic_ncols=True, desc="train")
+    last_saved = state.step
+    while not should_stop(state, started):
+        real_a, real_b = sample_batch(state, data_a, data_b)
+        losses = train_batch(state, real_a, real_b)
+        if not all(math.isfinite(v) for v in losses.values()):
+            save_run_checkpoint(state, run_dir)
+            raise UserError(f"training diverged at step {state.step} (non-finite loss: {losses}); "
+                            "lower train.lr or check the data")
+        bar.update(1)
+        if state.step % t.log_every == 0 or state.step == 1:
+            bar.set_postfix({k.split("/")[1]: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+            if writer is not None:
+                for key, value in losses.items():
+                    writer.add_scalar(key, value, state.step)
+        if state.step % t.checkpoint_every == 0:
+            save_run_checkpoint(state, run_dir)
+            last_saved = state.step
+        if writer is not None and t.eval_every > 0 and state.step % t.eval_every == 0:
+            log_samples(state, writer, examples, judges)
+    bar.close()
+    if state.step != last_saved:
+        save_run_checkpoint(state, run_dir)

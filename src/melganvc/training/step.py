@@ -1,0 +1,257 @@
+"""Training: one state object, one batch step, one loop (nanoGPT-style readable, DAC-style keys).
+
+Schedule (method.md): the critic steps on every batch; G and S step together on every
+``gupt``-th batch with loss adv + travel·(TraVeL + margin) + identity·id. A 3·L crop of A is
+split into 3 chunks, translated as one batch, joined, and judged whole by the critic.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from melganvc.config import Config, to_dict
+from melganvc.io.checkpoint import (
+    CheckpointError,
+    check_compatible,
+    load_checkpoint,
+    save_checkpoint,
+)
+from melganvc.io.run_dir import RunDir
+from melganvc.models.networks import build_models
+from melganvc.models.spectral_norm import SN_VECTORS, settle_spectral_norm
+from melganvc.training import distributed as dist_utils
+from melganvc.training.augment import augment_crops
+from melganvc.training.chunks import join_chunks, split_chunks
+from melganvc.training.losses import (
+    critic_hinge_loss,
+    generator_adversarial_loss,
+    identity_loss,
+    margin_loss,
+    travel_loss,
+)
+
+CROP_CHUNKS = 3  # chunks per training crop (method.md: crops of 3·L frames)
+
+
+def select_device(name: str) -> torch.device:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" \
+        else torch.device(name)
+    if device.type == "cuda":
+        # Crops have one fixed shape, so cuDNN's autotuned kernels pay off from the first
+        # batches. TF32 matmuls: the GPU runs of docs/results.md trained with them.
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+    return device
+
+
+@dataclass
+class TrainState:
+    cfg: Config
+    generator: nn.Module
+    critic: nn.Module
+    siamese: nn.Module
+    opt_critic: torch.optim.Optimizer
+    opt_gs: torch.optim.Optimizer
+    rng: np.random.Generator  # crop sampling; shared by all ranks (each takes its slice)
+    device: torch.device
+    ema: nn.Module | None = None
+    step: int = 0
+
+    def gs_parameters(self) -> list[nn.Parameter]:
+        return list(self.generator.parameters()) + list(self.siamese.parameters())
+
+    def inference_generator(self) -> nn.Module:
+        return self.ema if self.ema is not None else self.generator
+
+
+def build_state(cfg: Config, device: torch.device) -> TrainState:
+    """Fresh models and optimisers, seeded so every rank starts from the same weights."""
+    torch.manual_seed(cfg.train.seed)
+    generator, critic, siamese = (m.to(device) for m in build_models(cfg))
+    t = cfg.train
+    betas = (t.beta1, t.beta2)
+    opt_critic = torch.optim.Adam(critic.parameters(), lr=t.lr, betas=betas, fused=True)
+    opt_gs = torch.optim.Adam(list(generator.parameters()) + list(siamese.parameters()),
+                              lr=t.lr, betas=betas, fused=True)
+    ema = copy.deepcopy(generator).eval().requires_grad_(False) if t.ema > 0 else None
+    return TrainState(cfg, generator, critic, siamese, opt_critic, opt_gs,
+                      np.random.default_rng(t.seed), device, ema)
+
+
+def _autocast(state: TrainState) -> torch.autocast:
+    return torch.autocast(state.device.type, dtype=torch.bfloat16, enabled=state.cfg.train.bf16)
+
+
+def generator_losses(state: TrainState, chunks_a: Tensor, fake_chunks: Tensor, d_fake: Tensor,
+                     real_b: Tensor) -> dict[str, Tensor]:
+    """Adversarial, TraVeL (chunks 1 and 3 of each crop), margin and identity losses."""
+    cfg, batch = state.cfg, real_b.shape[0]
+    first, last = slice(0, batch), slice((CROP_CHUNKS - 1) * batch, CROP_CHUNKS * batch)
+    s_a1, s_a2 = state.siamese(chunks_a[first]), state.siamese(chunks_a[last])
+    s_g1, s_g2 = state.siamese(fake_chunks[first]), state.siamese(fake_chunks[last])
+    losses = {
+        "loss/adv": generator_adversarial_loss(d_fake),
+        "loss/travel": travel_loss(s_a1, s_a2, s_g1, s_g2),
+        "loss/margin": margin_loss(s_a1, s_a2, cfg.loss.margin),
+    }
+    if cfg.loss.identity > 0:
+        chunks_b = split_chunks(real_b, cfg.model.chunk_frames)
+        losses["loss/identity"] = identity_loss(state.generator(chunks_b), chunks_b)
+    total = losses["loss/adv"] + cfg.loss.travel * (losses["loss/travel"] + losses["loss/margin"])
+    if "loss/identity" in losses:
+        total = total + cfg.loss.identity * losses["loss/identity"]
+    losses["loss/gs_total"] = total
+    return losses
+
+
+def critic_scores(state: TrainState, real_a: Tensor, real_b: Tensor, update_gs: bool
+                  ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Translate A's crop chunk-wise and score real B and the translation.
+
+    On a G+S batch the translation keeps its graph and the critic runs on each half separately
+    (the generator's gradient then flows back through the fake half only); on a critic-only
+    batch one critic call scores both halves. With ``train.critic_augment`` the critic sees
+    both through ``augment_crops`` (the generator's gradient passes through it).
+    """
+    L, batch = state.cfg.model.chunk_frames, real_a.shape[0]
+    chunks_a = split_chunks(real_a, L)
+    seen = augment_crops if state.cfg.train.critic_augment else (lambda crops: crops)
+    if update_gs:
+        fake_chunks = state.generator(chunks_a)
+        fake = join_chunks(fake_chunks, CROP_CHUNKS)
+        return (chunks_a, fake_chunks, state.critic(seen(real_b)).float(),
+                state.critic(seen(fake)).float())
+    with torch.no_grad():
+        fake_chunks = state.generator(chunks_a)
+    crops = torch.cat([real_b, join_chunks(fake_chunks, CROP_CHUNKS)])
+    scores = state.critic(seen(crops)).float()
+    return chunks_a, fake_chunks, scores[:batch], scores[batch:]
+
+
+def train_batch(state: TrainState, real_a: Tensor, real_b: Tensor) -> dict[str, float]:
+    """One batch: critic update, plus G+S update every ``gupt`` batches. Returns loss values."""
+    update_gs = state.step % state.cfg.train.gupt == 0
+    # cached(): each spectral-normalised weight is computed once per step, not once per call.
+    with _autocast(state), parametrize.cached():
+        chunks_a, fake_chunks, d_real, d_fake = critic_scores(state, real_a, real_b, update_gs)
+        losses = {"loss/critic": critic_hinge_loss(d_real, d_fake)}
+        if update_gs:
+            losses |= generator_losses(state, chunks_a, fake_chunks.float(), d_fake, real_b)
+        state.opt_critic.zero_grad(set_to_none=True)
+        # The G+S loss reuses this critic forward (the pre-update critic, as the reference
+        # does); ``inputs=`` keeps each loss's gradients on its own networks.
+        critic_params = list(state.critic.parameters())
+        losses["loss/critic"].backward(inputs=critic_params, retain_graph=update_gs)
+        if update_gs:
+            state.opt_gs.zero_grad(set_to_none=True)
+            gs_params = state.gs_parameters()
+            losses["loss/gs_total"].backward(inputs=gs_params)
+    dist_utils.average_gradients(critic_params)
+    state.opt_critic.step()
+    if update_gs:
+        dist_utils.average_gradients(gs_params)
+        state.opt_gs.step()
+        update_ema(state)
+    dist_utils.sync_buffers(state.generator, state.siamese)
+    state.step += 1
+    return {k: float(v.detach()) for k, v in losses.items()}
+
+
+@torch.no_grad()
+def update_ema(state: TrainState) -> None:
+    if state.ema is None:
+        return
+    decay = state.cfg.train.ema
+    live = state.generator.state_dict()
+    for key, ema_p in state.ema.state_dict().items():
+        if key.endswith(SN_VECTORS):
+            continue  # the EMA keeps its own vectors, iterated on its own weights below
+        if ema_p.dtype.is_floating_point:
+            ema_p.mul_(decay).add_(live[key].detach(), alpha=1 - decay)
+        else:
+            ema_p.copy_(live[key])
+    settle_spectral_norm(state.ema)  # one power iteration per update, as training does
+
+
+def sample_batch(state: TrainState, corpus_a: Any, corpus_b: Any) -> tuple[Tensor, Tensor]:
+    """Unpaired crops: A and B sampled independently. With several ranks, every rank draws the
+    same global batch from the shared RNG and keeps its own slice (so one RNG state resumes all)."""
+    rank, world = dist_utils.rank_and_world()
+    bs = state.cfg.train.batch_size
+    a = corpus_a.sample(state.rng, bs * world)[rank * bs : (rank + 1) * bs]
+    b = corpus_b.sample(state.rng, bs * world)[rank * bs : (rank + 1) * bs]
+    return a.to(state.device, non_blocking=True), b.to(state.device, non_blocking=True)
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+def state_payload(state: TrainState) -> dict[str, Any]:
+    payload = {
+        "config": to_dict(state.cfg),
+        "step": state.step,
+        "models": {"generator": state.generator.state_dict(), "critic": state.critic.state_dict(),
+                   "siamese": state.siamese.state_dict()},
+        "optimizers": {"critic": state.opt_critic.state_dict(), "gs": state.opt_gs.state_dict()},
+        "rng": {"numpy": state.rng.bit_generator.state, "torch": torch.get_rng_state()},
+    }
+    if state.ema is not None:
+        payload["models"]["generator_ema"] = state.ema.state_dict()
+    return payload
+
+
+def restore_state(state: TrainState, payload: dict[str, Any]) -> None:
+    check_compatible(state.cfg, payload, ("features", "model"))
+    if payload.get("kind") == "generator":
+        raise CheckpointError("a generator-only export holds no training state; resume from "
+                              "the run folder's checkpoint.pt")
+    try:
+        _restore(state, payload)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint holds incomplete or damaged training state ({detail})") \
+            from None
+
+
+def _restore(state: TrainState, payload: dict[str, Any]) -> None:
+    models = payload["models"]
+    state.generator.load_state_dict(models["generator"])
+    state.critic.load_state_dict(models["critic"])
+    state.siamese.load_state_dict(models["siamese"])
+    if state.ema is not None:
+        state.ema.load_state_dict(models.get("generator_ema", models["generator"]))
+    state.opt_critic.load_state_dict(payload["optimizers"]["critic"])
+    state.opt_gs.load_state_dict(payload["optimizers"]["gs"])
+    state.rng.bit_generator.state = payload["rng"]["numpy"]
+    torch.set_rng_state(payload["rng"]["torch"].cpu())  # map_location may have moved it
+    state.step = int(payload["step"])
+
+
+def save_run_checkpoint(state: TrainState, run_dir: Path) -> None:
+    if dist_utils.is_main():
+        save_checkpoint(RunDir(run_dir).checkpoint, state_payload(state))
+
+
+def try_resume(state: TrainState, run_dir: Path) -> bool:
+    path = RunDir(run_dir).checkpoint
+    if not path.is_file():
+        return False
+    payload = load_checkpoint(path, map_location=state.device)  # its errors name the file
+    try:
+        restore_state(state, payload)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    return True
+
+
+def should_stop(state: TrainState, started: float) -> bool:
+    minutes = state.cfg.train.max_minutes
+    return state.step >= state.cfg.train.steps or (minutes > 0 and time.monotonic() - started > 60 * minutes)
