@@ -20,8 +20,9 @@ from dataclasses import replace
 import torch
 
 from melganvc.config import preset_config
+from melganvc.device import select_device, tune_for_training
 from melganvc.models.layers import count_parameters
-from melganvc.training.step import build_state, select_device, train_batch
+from melganvc.training.step import build_state, train_batch
 
 
 def sync(device: torch.device) -> None:
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     bs = args.batch_size or cfg.train.batch_size
     cfg = replace(cfg, train=replace(cfg.train, batch_size=bs, bf16=args.bf16))
     device = select_device(args.device)
+    tune_for_training(device)
     state = build_state(cfg, device)
     gupt, chunk, n_mels = cfg.train.gupt, cfg.model.chunk_frames, cfg.features.n_mels
 

@@ -46,6 +46,7 @@ from melganvc.conversion.pipeline import (
     Stages,
     StreamingConverter,
 )
+from melganvc.device import select_device
 from melganvc.dsp.inversion import Inverter
 from melganvc.dsp.loudness import LevelMeter, input_gain
 from melganvc.dsp.mel import MelSpectrogram
@@ -127,18 +128,6 @@ def _with_inversion(cfg: Config, inversion: Any) -> Config:
     return apply_overrides(cfg, items)
 
 
-def _device(name: str | torch.device) -> torch.device:
-    if str(name) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {name!r} ({exc})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available")
-    return device
-
-
 def load_generator(cfg: Config, state: dict[str, Tensor]) -> nn.Module:
     """An eval-mode generator without spectral-norm overhead from a state dict.
 
@@ -177,7 +166,7 @@ class Converter:
                  normalize_input: bool = True, block_frames: int | None = None,
                  block_overlap: int | None = None) -> None:
         self.config = _with_inversion(config, inversion)
-        self.device = _device(device)
+        self.device = select_device(device)
         self.generator = generator.to(self.device).eval()
         self.mel = MelSpectrogram(self.config.features).to(self.device)
         self.overlap = resolve_overlap(overlap, self.config.model.chunk_frames)

@@ -39,12 +39,6 @@ def init_from_env(device: torch.device) -> bool:
     return True
 
 
-def local_device(device: torch.device) -> torch.device:
-    if device.type == "cuda" and is_active():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return device
-
-
 def average_gradients(params: Iterable[nn.Parameter]) -> None:
     if not is_active():
         return

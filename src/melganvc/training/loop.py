@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from melganvc.config import Config, to_dict
+from melganvc.device import select_device, tune_for_training
 from melganvc.errors import UserError
 from melganvc.io.checkpoint import field_differences
 from melganvc.io.run_dir import RunDir
@@ -40,7 +41,6 @@ from melganvc.training.step import (
     build_state,
     sample_batch,
     save_run_checkpoint,
-    select_device,
     should_stop,
     train_batch,
     try_resume,
@@ -190,7 +190,8 @@ def log_samples(state: TrainState, writer, examples: list[torch.Tensor],
 def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool = False,
         progress: bool = True) -> TrainState:
     """Train (or continue) a run; returns the final state. Safe to kill at any moment."""
-    device = dist_utils.local_device(select_device(cfg.train.device))
+    device = select_device(cfg.train.device)
+    tune_for_training(device)
     dist_utils.init_from_env(device)
     run_dir = Path(run_dir)
     if RunDir(run_dir).has_run() and not resume:

@@ -42,17 +42,6 @@ from melganvc.training.losses import (
 CROP_CHUNKS = 3  # chunks per training crop (method.md: crops of 3·L frames)
 
 
-def select_device(name: str) -> torch.device:
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" \
-        else torch.device(name)
-    if device.type == "cuda":
-        # Crops have one fixed shape, so cuDNN's autotuned kernels pay off from the first
-        # batches. TF32 matmuls: the GPU runs of docs/results.md trained with them.
-        torch.backends.cudnn.benchmark = True
-        torch.set_float32_matmul_precision("high")
-    return device
-
-
 @dataclass
 class TrainState:
     cfg: Config
