@@ -59,3 +59,21 @@ def test_bad_inputs_name_file_and_reason(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match="use .wav or .flac"):
         save(tmp_path / "x.mp3", np.zeros(10), 16000)
     assert audio_info(tmp_path / "nan.wav") == (16000, 3)
+
+
+def test_find_audio_one_hidden_rule_for_training_conversion_and_evaluation(tmp_path) -> None:
+    """A file under a hidden folder (``.cache/``, ``.git/``) or with a hidden name is skipped
+    by the one walker training, conversion and evaluation share (training used to skip only
+    hidden names, so a file under ``.x/`` was trained on but never converted)."""
+    from melganvc.conversion.batch import BatchReport, plan_jobs
+    from melganvc.io.audio import find_audio
+
+    for rel in ("a.wav", "sub/b.flac", ".x/c.wav", "sub/.d.wav", "notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    audio, skipped = find_audio(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in audio] == ["a.wav", "sub/b.flac"]
+    assert len(skipped) == 3
+    report = BatchReport()
+    jobs = plan_jobs([tmp_path], tmp_path.parent / "out", ".wav", report, lambda _m: None)
+    assert [src for src, _ in jobs] == audio

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from melganvc.conversion.converter import Converter
 from melganvc.errors import UserError
-from melganvc.io.audio import audio_info, is_audio_path
+from melganvc.io.audio import audio_info, find_audio
 
 
 @dataclass
@@ -114,20 +114,14 @@ def _walk(root: Path, out_dir: Path, out_resolved: Path, suffix: str
           ) -> tuple[list[tuple[Path, Path]], int, int]:
     """Audio under ``root`` with its mirrored output; the count of ignored files (non-audio,
     hidden, pipes and devices) and of audio files lying inside the output folder."""
-    pairs, ignored, inside = [], 0, 0
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if path.is_dir():
-            continue
-        if not path.is_file() or any(part.startswith(".") for part in rel.parts) \
-                or not is_audio_path(path):
-            ignored += 1  # non-regular files (a FIFO would block a read forever) count here
-            continue
+    audio, skipped = find_audio(root)
+    pairs, inside = [], 0
+    for path in audio:
         if out_resolved == path.resolve().parent or out_resolved in path.resolve().parents:
             inside += 1  # our own outputs when --out lies inside the input
             continue
-        pairs.append((path, out_dir / rel.with_suffix(suffix)))
-    return pairs, ignored, inside
+        pairs.append((path, out_dir / path.relative_to(root).with_suffix(suffix)))
+    return pairs, len(skipped), inside
 
 
 def run_batch(converter: Converter, jobs: list[tuple[Path, Path]], report: BatchReport, *,

@@ -36,11 +36,10 @@ from melganvc.config import Config, InversionConfig, to_dict
 from melganvc.dsp.inversion import Inverter
 from melganvc.dsp.mel import MelSpectrogram
 from melganvc.errors import AudioError, UserError
-from melganvc.io.audio import load
+from melganvc.io.audio import find_audio, load
 from melganvc.judges.protocols import QualityJudge, Recogniser
 from melganvc.judges.speaker import SpeakerEncoder
 from melganvc.judges.waves import SAMPLE_RATE
-from melganvc.training.data import find_audio
 
 
 @dataclass

@@ -15,7 +15,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from melganvc.errors import AudioError
+from melganvc.errors import AudioError, UserError
 from melganvc.io.files import atomic_path, sweep_stale_temps, write_failure_reason
 from melganvc.version import __version__
 
@@ -38,6 +38,23 @@ READ_SAMPLES = 1 << 22  # samples per read: a header's claimed length is never a
 def is_audio_path(path: Path) -> bool:
     """Cheap name-based filter for folder walks; the real check happens when reading."""
     return path.suffix.lower() in AUDIO_SUFFIXES
+
+
+def find_audio(root: Path) -> tuple[list[Path], list[Path]]:
+    """All audio files under ``root`` (sorted, any depth) and the other files skipped: not
+    audio by name, hidden (any part of the path below ``root`` starts with "."), or not a
+    regular file (reading a FIFO blocks forever). One rule for training, conversion and
+    evaluation, so a file is either used by all of them or by none."""
+    if not root.is_dir():
+        raise UserError(f"{root}: not a folder")
+    audio, skipped = [], []
+    for path in sorted(root.rglob("*")):
+        if path.is_dir():
+            continue
+        hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
+        wanted = not hidden and path.is_file() and is_audio_path(path)
+        (audio if wanted else skipped).append(path)
+    return audio, skipped
 
 
 def check_sample_rate(rate: int, what: str = "sample rate") -> int:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from melganvc.config import FeatureConfig, to_dict
 from melganvc.dsp.mel import MelSpectrogram
 from melganvc.errors import AudioError, UserError
-from melganvc.io.audio import is_audio_path, load
+from melganvc.io.audio import find_audio, load
 from melganvc.io.files import (
     PlainWriter,
     atomic_path,
@@ -33,16 +33,6 @@ from melganvc.io.files import (
 INDEX = "index.json"
 SHARD = "mels.npy"
 TRIM_TOP_DB = 40.0  # frames this far below the utterance's loudest frame count as silence
-
-
-def find_audio(root: Path) -> tuple[list[Path], list[Path]]:
-    """All audio files under ``root`` (sorted, any depth) and the other files that were skipped."""
-    if not root.is_dir():
-        raise UserError(f"{root}: not a folder")
-    files = sorted(p for p in root.rglob("*") if not p.is_dir() and not p.name.startswith("."))
-    # pipes, devices and sockets count with the skipped files: reading a FIFO blocks forever
-    audio = [p for p in files if p.is_file() and is_audio_path(p)]
-    return audio, [p for p in files if not (p.is_file() and is_audio_path(p))]
 
 
 def trim_silence(mel: torch.Tensor, top_db: float = TRIM_TOP_DB) -> torch.Tensor:
