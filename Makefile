@@ -42,8 +42,11 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/inversion.py
 
+# Style, the package's layers (pyproject.toml [tool.importlinter]) and types (py.typed is shipped).
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks recipes
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -14,11 +14,12 @@ from torch import nn
 
 from melganvc.apps.cli import main
 from melganvc.config import ConfigError, apply_overrides, preset_config
-from melganvc.conversion.converter import Converter, load_generator, resolve_overlap
+from melganvc.conversion.converter import Converter, load_generator
 from melganvc.conversion.export import save_generator
 from melganvc.evaluation.seams import seam_score
 from melganvc.io.audio import load, read_comment
 from melganvc.io.checkpoint import CheckpointError, load_checkpoint
+from melganvc.models.chunk_stream import resolve_overlap
 from melganvc.models.networks import Generator
 
 FAST = ["gl_iters=4", "nnls_iters=10"]  # fast inversion: these tests check plumbing, not quality

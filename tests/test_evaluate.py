@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
 import soundfile as sf
 from conftest import make_checkpoint, speech_like
 
 from melganvc.apps.cli import main
+from melganvc.dsp.resample import resample
 
 
 def test_evaluate_music_mode_skips_speech_models(tmp_path: Path, capsys) -> None:
@@ -171,3 +174,31 @@ def test_evaluate_refuses_checkpoints_with_different_features(tmp_path: Path, ca
     assert code != 0 and "features.sample_rate" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "report" / "report.json").exists()
+
+
+def test_resample_is_float32_and_leaves_equal_rates_and_empty_waves_alone() -> None:
+    """The one soxr wrapper the judges and the identity baseline resample through."""
+    t = np.arange(16000) / 16000
+    wave = (0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+    assert resample(wave, 16000, 16000) is wave
+    empty = np.zeros(0, np.float32)
+    assert resample(empty, 16000, 8000) is empty
+    down = resample(wave.astype(np.float64), 16000, 8000)
+    assert down.dtype == np.float32 and down.shape == (8000,)
+    spectrum = np.abs(np.fft.rfft(down))
+    assert np.argmax(spectrum) == 440  # 1 Hz bins at 8 kHz over 1 s
+    up = resample(down, 8000, 22050, quality="VHQ")
+    assert up.dtype == np.float32 and up.size == 22050
+    stereo = resample(np.stack([wave, -wave], axis=1), 16000, 24000)
+    assert stereo.shape == (24000, 2)
+    np.testing.assert_allclose(stereo[:, 0], -stereo[:, 1], atol=1e-6)
+    assert resample(np.zeros(3, np.float64), 8000, 8000).dtype == np.float32
+
+
+def test_judges_resample_through_the_same_wrapper() -> None:
+    from melganvc.judges.waves import _resample
+
+    wave = np.random.default_rng(0).standard_normal(4000).astype(np.float32)
+    np.testing.assert_array_equal(_resample(wave, 8000), resample(wave, 8000, 16000))
+    with pytest.raises(ValueError, match="NaN"):
+        _resample(np.array([0.0, np.nan]), 8000)

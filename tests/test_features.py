@@ -70,3 +70,21 @@ def test_normalise_round_trip() -> None:
     back = mel.to_power(mel(wave))
     keep = power > 1e-7
     assert torch.allclose(back[keep], power[keep], rtol=1e-3)
+
+
+@pytest.mark.parametrize("samples", [100, 577, 963, 2880, 3072, 16000])
+def test_one_framing_core_gives_the_same_bits_however_cut(samples: int) -> None:
+    """forward, long and FeatureStream share ``MelSpectrogram.frames``: equal to the bit for
+    any piece size, short files (fewer than MIN_COLUMNS frames) included."""
+    from melganvc.dsp.mel import FeatureStream
+
+    mel = MelSpectrogram(Config().features)
+    x = speech_like(1.0, seed=3)[:samples]
+    whole = mel(torch.from_numpy(x))
+    assert whole.shape == (192, samples // 192 + 1)
+    for block_frames in (1, 3, 17, 4096):
+        assert torch.equal(mel.long(torch.from_numpy(x), block_frames=block_frames), whole)
+    for block in (1, 250, samples) if samples < 1000 else (37, 250, 1000):
+        stream = FeatureStream(mel)
+        parts = [stream.push(x[i:i + block]) for i in range(0, samples, block)] + [stream.flush()]
+        assert torch.equal(torch.cat(parts, -1), whole)

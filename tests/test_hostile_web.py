@@ -30,7 +30,8 @@ import soundfile as sf
 from conftest import make_checkpoint, speech_like
 
 from melganvc.apps import webui
-from melganvc.apps.service import Catalog, ConversionService, Limits
+from melganvc.apps.catalog import Catalog
+from melganvc.apps.service import ConversionService, Limits
 from melganvc.errors import UserError
 
 pytest.importorskip("gradio")

@@ -216,9 +216,32 @@ def test_stream_of_ragged_pieces_equals_one_call() -> None:
         size = sizes[len(pieces) % len(sizes)]
         pieces.append(mel[:, start:start + size])
         start += size
-    streamed = torch.cat(list(inv.stream(pieces)))
+    stream = inv.stream()
+    streamed = torch.cat([stream.push(piece) for piece in pieces] + [stream.flush()])
     assert streamed.shape == whole.shape == ((mel.shape[-1] - 1) * 192,)
     torch.testing.assert_close(streamed, whole, atol=1e-5, rtol=1e-4)
+
+
+def test_stream_push_returns_final_samples_only() -> None:
+    inv = _inverter(block_frames=100, gl_iters=2, nnls_iters=5)
+    mel = inv.mel(torch.from_numpy(speech_like(2.5, seed=3))[None])  # batched: (1, n_mels, t)
+    whole = inv(mel)
+    stream, hop, done = inv.stream(), 192, []
+    keep, over = inv.block_frames - inv.overlap_frames, inv.overlap_frames
+    for end in range(0, mel.shape[-1], 10):
+        done.append(stream.push(mel[..., end:end + 10]))
+        frames = min(end + 10, mel.shape[-1])  # blocks of keep frames, once over more wait
+        blocks = max(0, (frames - 2 * over) // keep)
+        assert sum(d.shape[-1] for d in done) == blocks * keep * hop
+    assert blocks >= 2
+    done.append(stream.flush())
+    assert torch.equal(torch.cat(done, dim=-1), whole)  # same blocks, same samples
+    with pytest.raises(RuntimeError, match="flushed"):
+        stream.push(mel)
+    empty = inv.stream()
+    assert empty.push(mel[..., :0]).shape == (1, 0) and empty.flush().shape == (1, 0)
+    assert inv.stream().flush().numel() == 0
+    assert inv(mel[0, :, :0]).shape == (0,)
 
 
 @pytest.mark.parametrize("init", ["gl", "noise"])

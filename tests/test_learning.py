@@ -17,7 +17,7 @@ import torch
 from conftest import speech_like
 
 from melganvc.config import apply_overrides, preset_config
-from melganvc.training.chunks import translate_chunks
+from melganvc.models.chunk_stream import ChunkStream
 from melganvc.training.data import MelCorpus, prepare
 from melganvc.training.loop import fit
 
@@ -40,7 +40,7 @@ def scores(generator: torch.nn.Module, sources: list[torch.Tensor], prof_a: torc
     was_training = generator.training
     generator.eval()
     with torch.no_grad():
-        converted = [translate_chunks(generator, mel, chunk_frames) for mel in sources]
+        converted = [ChunkStream(generator, mel.shape[0], chunk_frames).run(mel) for mel in sources]
     generator.train(was_training)
     prof_c = mean_profile(converted)
     envelope = np.mean([correlation(s.mean(0), c.mean(0)) for s, c in zip(sources, converted)])

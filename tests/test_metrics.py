@@ -19,7 +19,7 @@ from melganvc.evaluation.content import corpus_error_rates, error_rates
 from melganvc.evaluation.pitch import f0_contour, f0_statistics, semitones
 from melganvc.evaluation.results import EvalItem
 from melganvc.evaluation.scoring import evaluate_systems
-from melganvc.evaluation.spectral import _dct_matrix, dtw_path, spectral_distance, timbre_profile
+from melganvc.evaluation.spectral import _cepstrum, dtw_path, spectral_distance, timbre_profile
 from melganvc.io.audio import load
 from melganvc.judges.pocketsphinx import Transcriber
 from melganvc.judges.speaker import (
@@ -103,13 +103,23 @@ def test_dtw_recovers_a_time_stretch() -> None:
     np.testing.assert_array_equal(i, j // 2)
 
 
+def test_dtw_breaks_ties_diagonal_first_then_along_i() -> None:
+    """The order the hand-written DTW used, so MCD/LSD paths did not change with librosa's."""
+    i, j = dtw_path(np.zeros((3, 5)))
+    assert list(zip(i.tolist(), j.tolist())) == [(0, 0), (0, 1), (0, 2), (1, 3), (2, 4)]
+    i, j = dtw_path(np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]))
+    assert list(zip(i.tolist(), j.tolist())) == [(0, 0), (1, 1), (2, 1)]
+    with pytest.raises(ValueError, match="non-empty"):
+        dtw_path(np.zeros((0, 3)))
+
+
 def test_dct_gives_cepstra_in_the_mcd_convention() -> None:
     """L(w) = c0 + 2 sum c_k cos(k w) sampled on the band grid comes back as c exactly."""
     coefficients = np.random.default_rng(1).normal(size=25)
     bands = 80
     w = np.pi * (np.arange(bands) + 0.5) / bands
     spectrum = coefficients[0] + 2 * sum(coefficients[k] * np.cos(k * w) for k in range(1, 25))
-    np.testing.assert_allclose(_dct_matrix(25, bands) @ spectrum, coefficients, atol=1e-12)
+    np.testing.assert_allclose(_cepstrum(spectrum, 25), coefficients, atol=1e-12)
 
 
 # ------------------------------------------------------------------ spectral distance
@@ -136,6 +146,37 @@ def test_mcd_grows_with_spectral_difference() -> None:
     heavy = spectral_distance(wave + 0.03 * noise, wave).mcd
     assert 0.0 < light < heavy
     assert spectral_distance(harmonic(300.0, 1.5), wave).mcd > light
+
+
+def _regression_pairs() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(7)
+    base = harmonic(150.0, 1.5)
+    stretched = harmonic(165.0, 1.9, seed=3)
+    gap = np.concatenate([np.zeros(SR // 4, np.float32), 0.5 * stretched,
+                          np.zeros(SR // 8, np.float32)])
+    return {
+        "octave": (harmonic(300.0, 1.5, seed=1), base),
+        "noisy": (base + 0.03 * rng.standard_normal(base.size).astype(np.float32), base),
+        "stretched": (gap, base),  # other length, silence at both ends: a non-diagonal path
+    }
+
+
+# (mcd, lsd, path_length, frames), recorded with the hand-written DCT matrix and DTW that
+# scipy.fft.dct and librosa.sequence.dtw replaced.
+_RECORDED = {
+    "octave": (5.8486619477036275, 15.201287560556324, 151, (151, 151)),
+    "noisy": (6.108811324603149, 22.096778890371702, 151, (151, 151)),
+    "stretched": (0.8491567605541485, 10.759893902989164, 198, (193, 151)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_RECORDED))
+def test_spectral_distance_matches_the_recorded_values(name: str) -> None:
+    mcd, lsd, path_length, frames = _RECORDED[name]
+    result = spectral_distance(*_regression_pairs()[name])
+    assert result.mcd == pytest.approx(mcd, rel=1e-6)
+    assert result.lsd == pytest.approx(lsd, rel=1e-6)
+    assert (result.path_length, result.frames) == (path_length, frames)
 
 
 # ------------------------------------------------------------------ text metrics

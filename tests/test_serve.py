@@ -13,11 +13,11 @@ import pytest
 import soundfile as sf
 from conftest import make_checkpoint, speech_like
 
+from melganvc.apps.catalog import Catalog
 from melganvc.apps.cli import main
 from melganvc.apps.service import (
     MAX_LOADED_MODELS,
     QUALITY,
-    Catalog,
     ConversionService,
     Limits,
     public_message,

@@ -12,7 +12,7 @@ from conftest import speech_like
 from melganvc.apps.cli import main
 from melganvc.config import preset_config, to_dict
 from melganvc.conversion.converter import Converter
-from melganvc.dsp.mel_stream import FeatureStream
+from melganvc.dsp.mel import FeatureStream
 from melganvc.io.checkpoint import save_checkpoint
 from melganvc.models.chunk_stream import ChunkStream
 from melganvc.models.networks import build_models
@@ -82,7 +82,7 @@ def test_short_streams_and_early_close(conv: Converter) -> None:
         assert out.shape == (n,)
     stream = conv.stream()
     stream.push(speech_like(1.0))
-    stream.close()  # stops the inversion worker without flushing
+    stream.close()  # stops without flushing
     with pytest.raises(RuntimeError):
         stream.flush()
 

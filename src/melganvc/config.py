@@ -40,7 +40,8 @@ class FeatureConfig:
 class ModelConfig:
     """Network sizes; the frequency kernel always spans ``features.n_mels``."""
 
-    chunk_frames: int = 24  # L: frames G translates at once; training crops are 3 * L
+    chunk_frames: int = 24  # L: frames G translates at once
+    crop_chunks: int = 3  # training crops are crop_chunks * L frames; fixes D's input size
     generator_channels: int = 256
     critic_channels: int = 512
     siamese_channels: int = 256
@@ -105,6 +106,8 @@ class Config:
             raise ConfigError("features: need 0 <= f_min < f_max <= sample_rate/2")
         if m.chunk_frames < 4 or m.chunk_frames % 4:
             raise ConfigError("model.chunk_frames must be a positive multiple of 4 (two stride-2 stages)")
+        if m.crop_chunks < 2:
+            raise ConfigError("model.crop_chunks must be >= 2 (TraVeL compares two chunks)")
         if self.train.gupt < 1 or self.train.batch_size < 1:
             raise ConfigError("train: gupt and batch_size must be >= 1")
         if self.inversion.method not in ("gl", "grad"):

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import soxr
@@ -97,7 +97,7 @@ class _RandomWords(dict):
 
     def __missing__(self, key: str) -> str:
         words = WORDS[key]
-        return words[self.rng.integers(len(words))]
+        return words[int(self.rng.integers(len(words)))]
 
 
 WORDS = {"adj": ADJ, "noun": NOUN, "thing": THING, "place": PLACE, "verb": VERB, "adv": ADV,
@@ -235,6 +235,7 @@ class EspeakProcess:
         self.sample_rate = int(self._read_status("did not start"))
 
     def _read_status(self, failure: str) -> str:
+        assert self._process.stdout is not None  # opened with stdout=PIPE
         status, _, payload = self._process.stdout.readline().decode().rstrip("\n").partition(" ")
         if status != "ok":
             self.close()
@@ -247,6 +248,7 @@ class EspeakProcess:
         """Speak ``text`` in ``speaker``'s voice; float32 mono at ``self.sample_rate``."""
         request = {"text": text, "voice": speaker.voice, "rate": rate, "pitch": pitch,
                    "pitch_range": speaker.pitch_range}
+        assert self._process.stdin is not None and self._process.stdout is not None  # PIPEs
         self._process.stdin.write(json.dumps(request).encode() + b"\n")
         self._process.stdin.flush()
         n_bytes = int(self._read_status(f"failed on {text!r}"))
@@ -333,7 +335,8 @@ def generate_voice_demo(out_dir: Path, n_train: int = 120, n_test: int = 10, see
 def _voice_domain(engine: EspeakProcess, folder: Path, domain: str, speaker: Speaker,
                   counts: dict[str, int], seed: int, sample_rate: int, bar: tqdm) -> dict:
     rng = np.random.default_rng([seed, 100 + "AB".index(domain)])
-    rows, info = ["file\ttext"], {"voice": speaker.voice, "rejected": 0}
+    rows = ["file\ttext"]
+    info: dict[str, Any] = {"voice": speaker.voice, "rejected": 0}
     for split in SPLITS:
         _clear_old(folder / split, f"{domain}_{split}")
         seconds, written = 0.0, 0
@@ -375,7 +378,8 @@ def melody(rng: np.random.Generator, min_seconds: float = 4.0,
     """
     scale = SCALES[rng.integers(len(SCALES))]
     root, beat = int(rng.integers(55, 68)), 60.0 / rng.uniform(80, 140)
-    target, degree, notes = rng.uniform(min_seconds, max_seconds), int(rng.integers(0, 5)), []
+    target, degree = rng.uniform(min_seconds, max_seconds), int(rng.integers(0, 5))
+    notes: list[tuple[int, float]] = []
     while sum(seconds for _, seconds in notes) < target:
         if rng.random() < 0.2:  # arpeggio of eighth notes on the current degree
             figure = [(degree + step, 0.5 * beat) for step in (0, 2, 4, 7)[: rng.integers(3, 5)]]
@@ -454,7 +458,8 @@ def generate_music_demo(out_dir: Path, n_train: int = 60, n_test: int = 8, seed:
 
 def _music_domain(folder: Path, domain: str, timbre: str, counts: dict[str, int], seed: int,
                   sample_rate: int, bar: tqdm) -> dict:
-    rows, info = ["file\tnotes"], {"timbre": timbre}
+    rows = ["file\tnotes"]
+    info: dict[str, Any] = {"timbre": timbre}
     for split in SPLITS:
         _clear_old(folder / split, f"{domain}_{split}")
         rng = np.random.default_rng([seed, 200 + 2 * "AB".index(domain) + SPLITS.index(split)])

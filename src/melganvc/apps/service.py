@@ -10,6 +10,9 @@ rules are tested without a browser. Safety rules:
 - messages name models by their catalogue name, never by server path (the full message goes
   to the server's stderr);
 - conversions run one at a time on one worker thread, whichever thread asks (see ``convert``).
+
+(About 300 lines: ``ConversionService`` is one class on purpose, so that these rules can be
+read, and checked, in one place.)
 """
 
 from __future__ import annotations
@@ -30,13 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from melganvc.apps.catalog import Catalog, run_progress
 from melganvc.errors import AudioError, UserError
 from melganvc.io.audio import audio_info, load
-from melganvc.io.checkpoint import CHECKPOINT_NAME, resolve_checkpoint
-from melganvc.io.pretrained import bundled_models, model_card
-from melganvc.io.run_dir import RunDir
+from melganvc.io.pretrained import model_card
 
 # Inversion settings per (method, quality); "standard" keeps the checkpoint's own settings.
 QUALITY: dict[tuple[str, str], dict[str, int]] = {
@@ -123,36 +123,6 @@ def safe_name(text: str, limit: int = 60) -> str:
 
 
 @dataclass
-class Catalog:
-    """Models the page may offer: bundled ones, explicit checkpoints, runs under a folder."""
-
-    checkpoints: tuple[Path, ...] = ()
-    runs: Path | None = None
-    bundled: bool = True
-
-    def models(self) -> dict[str, Path]:
-        """Display name -> checkpoint (rescanned on every call: new runs appear). The models
-        named with ``--ckpt`` come first: the page selects the first one."""
-        found: dict[str, Path] = {}
-        for ckpt in self.checkpoints:
-            try:
-                found[f"file: {ckpt}"] = resolve_checkpoint(ckpt)
-            except UserError:  # deleted since the start: listed, and refused when chosen
-                found[f"file: {ckpt}"] = Path(ckpt)
-        if self.bundled:
-            found |= {f"bundled: {name}": path for name, path in bundled_models().items()}
-        found |= {f"run: {name}": RunDir(path).checkpoint for name, path in self.run_folders().items()}
-        return found
-
-    def run_folders(self) -> dict[str, Path]:
-        """Run folders (holding a checkpoint) up to two levels under ``runs``, by relative name."""
-        if self.runs is None or not self.runs.is_dir():
-            return {}
-        ckpts = [*self.runs.glob(f"*/{CHECKPOINT_NAME}"), *self.runs.glob(f"*/*/{CHECKPOINT_NAME}")]
-        return {p.parent.relative_to(self.runs).as_posix(): p.parent for p in sorted(ckpts)}
-
-
-@dataclass
 class _Loaded:
     """A model in memory: its checkpoint's mtime, its converter, and one converter per
     (method, quality) built from it once (they share the generator and its buffers)."""
@@ -214,7 +184,7 @@ class ConversionService:
             if (method, quality) not in loaded.variants:
                 settings = {"method": method, **QUALITY[(method, quality)]}
                 loaded.variants[(method, quality)] = loaded.base.with_options(
-                    inversion=[f"{k}={v}" for k, v in settings.items()])
+                    inversion=settings)
             return loaded.variants[(method, quality)]
 
     def loaded_models(self) -> dict[str, int]:
@@ -351,25 +321,3 @@ class ConversionService:
             return run_progress(runs[name])
         except (UserError, OSError) as exc:  # a run deleted or damaged while listed
             raise self._public(exc, f"run {name}", runs[name]) from None
-
-
-def run_progress(run: Path) -> tuple[str, list[dict[str, Any]]]:
-    """Read a run's TensorBoard scalars (losses) and its config: ``(markdown, rows)``."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from melganvc.config import load_config
-
-    layout = RunDir(run)
-    total = load_config(layout.config).train.steps if layout.config.is_file() else None
-    rows = []
-    if layout.logs.is_dir():
-        events = EventAccumulator(str(layout.logs), size_guidance={"scalars": 0})
-        events.Reload()
-        rows = [{"step": e.step, "value": float(e.value), "series": tag}
-                for tag in events.Tags().get("scalars", []) for e in events.Scalars(tag)
-                if np.isfinite(e.value)]
-    step = max((r["step"] for r in rows), default=0)
-    age = time.time() - layout.checkpoint.stat().st_mtime
-    text = (f"**{run.name}**: step {step}" + (f" of {total}" if total else "")
-            + f"; last checkpoint {age / 60:.1f} min ago")
-    return text, rows

@@ -28,6 +28,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from melganvc.apps.service import METHODS, QUALITIES, ConversionService, log
@@ -119,9 +120,9 @@ def accept_only_uploads(component: Any, gr: Any) -> None:
     component.move_resource_to_block_cache = guarded
 
 
-def build_app(service: ConversionService):
-    """The Gradio ``Blocks`` page for ``service`` (not launched)."""
-    gr = _import_gradio()
+def _handlers(service: ConversionService, gr: Any) -> SimpleNamespace:
+    """The page's callbacks. Gradio names each HTTP endpoint after its function
+    (``/describe``), so the names are part of the page's interface."""
 
     def user_errors(fn):
         """Show ``UserError``s as a message on the page instead of a generic failure. Keeps
@@ -181,57 +182,80 @@ def build_app(service: ConversionService):
 
         return text, pd.DataFrame(rows, columns=["step", "value", "series"])
 
+    return SimpleNamespace(convert=convert, refresh_models=refresh_models, describe=describe,
+                           refresh_runs=refresh_runs, progress=progress)
+
+
+def _convert_tab(service: ConversionService, gr: Any, on: SimpleNamespace) -> SimpleNamespace:
+    """Model choice, inversion settings, the source and result players and their mels."""
     models = service.model_names()
+    with gr.Tab("Convert"):
+        with gr.Row():
+            model = gr.Dropdown(models, value=models[0] if models else None, label="Model",
+                                elem_id="model", scale=4)
+            reload = gr.Button("Refresh list", elem_id="refresh-models", scale=1)
+        about = gr.Markdown(on.describe(models[0]) if models else on.describe(None), elem_id="about")
+        with gr.Row():
+            method = gr.Radio(list(METHODS), value="gl", label="Inversion",
+                              info="gl: fast Griffin-Lim; grad: gradient inversion (slower)")
+            quality = gr.Radio(list(QUALITIES), value="standard", label="Quality",
+                               info="more iterations: cleaner phase, slower")
+        limits = service.limits
+        with gr.Row(equal_height=True):
+            source = gr.Audio(sources=["upload", "microphone"], type="filepath",
+                              label=f"Source (≤ {limits.max_seconds:g} s, ≤ {limits.max_mb:g} MB)",
+                              buttons=["download"], elem_id="source")
+            accept_only_uploads(source, gr)
+            result = gr.Audio(type="filepath", label="Converted", interactive=False,
+                              buttons=["download"], elem_id="result")
+        run_button = gr.Button("Convert", variant="primary", elem_id="convert")
+        status = gr.Markdown(elem_id="status")
+        with gr.Row():
+            source_mel = gr.Image(type="filepath", label="Source mel-spectrogram",
+                                  interactive=False, buttons=["fullscreen"],
+                                  elem_id="source-mel")
+            result_mel = gr.Image(type="filepath", label="Converted mel-spectrogram",
+                                  interactive=False, buttons=["fullscreen"],
+                                  elem_id="result-mel")
+        download = gr.DownloadButton("Download converted audio", visible=False,
+                                     elem_id="download")
+    return SimpleNamespace(model=model, reload=reload, about=about, method=method,
+                           quality=quality, source=source, result=result, run=run_button,
+                           status=status, source_mel=source_mel, result_mel=result_mel,
+                           download=download)
+
+
+def _training_tab(service: ConversionService, gr: Any) -> SimpleNamespace:
+    """A run's progress: its status line and loss / judge curves."""
+    with gr.Tab("Training"):
+        runs = service.run_names()
+        with gr.Row():
+            run = gr.Dropdown(runs, value=runs[0] if runs else None, label="Run",
+                              elem_id="run", scale=4)
+            reload_runs = gr.Button("Refresh", elem_id="refresh-runs", scale=1)
+        run_status = gr.Markdown(elem_id="run-status")
+        losses = gr.LinePlot(x="step", y="value", color="series", label="Losses",
+                             elem_id="losses")
+
+    return SimpleNamespace(run=run, reload=reload_runs, status=run_status, losses=losses)
+
+
+def build_app(service: ConversionService):
+    """The Gradio ``Blocks`` page for ``service`` (not launched)."""
+    gr = _import_gradio()
+    on = _handlers(service, gr)
     with gr.Blocks(title="melganvc", analytics_enabled=False,
                    delete_cache=(CACHE_SWEEP_S, CACHE_TTL_S)) as app:
         gr.Markdown(HEADER)
-        with gr.Tab("Convert"):
-            with gr.Row():
-                model = gr.Dropdown(models, value=models[0] if models else None, label="Model",
-                                    elem_id="model", scale=4)
-                reload = gr.Button("Refresh list", elem_id="refresh-models", scale=1)
-            about = gr.Markdown(describe(models[0]) if models else describe(None), elem_id="about")
-            with gr.Row():
-                method = gr.Radio(list(METHODS), value="gl", label="Inversion",
-                                  info="gl: fast Griffin-Lim; grad: gradient inversion (slower)")
-                quality = gr.Radio(list(QUALITIES), value="standard", label="Quality",
-                                   info="more iterations: cleaner phase, slower")
-            limits = service.limits
-            with gr.Row(equal_height=True):
-                source = gr.Audio(sources=["upload", "microphone"], type="filepath",
-                                  label=f"Source (≤ {limits.max_seconds:g} s, ≤ {limits.max_mb:g} MB)",
-                                  buttons=["download"], elem_id="source")
-                accept_only_uploads(source, gr)
-                result = gr.Audio(type="filepath", label="Converted", interactive=False,
-                                  buttons=["download"], elem_id="result")
-            run_button = gr.Button("Convert", variant="primary", elem_id="convert")
-            status = gr.Markdown(elem_id="status")
-            with gr.Row():
-                source_mel = gr.Image(type="filepath", label="Source mel-spectrogram",
-                                      interactive=False, buttons=["fullscreen"],
-                                      elem_id="source-mel")
-                result_mel = gr.Image(type="filepath", label="Converted mel-spectrogram",
-                                      interactive=False, buttons=["fullscreen"],
-                                      elem_id="result-mel")
-            download = gr.DownloadButton("Download converted audio", visible=False,
-                                         elem_id="download")
-        with gr.Tab("Training"):
-            runs = service.run_names()
-            with gr.Row():
-                run = gr.Dropdown(runs, value=runs[0] if runs else None, label="Run",
-                                  elem_id="run", scale=4)
-                reload_runs = gr.Button("Refresh", elem_id="refresh-runs", scale=1)
-            run_status = gr.Markdown(elem_id="run-status")
-            losses = gr.LinePlot(x="step", y="value", color="series", label="Losses",
-                                 elem_id="losses")
-
-        run_button.click(convert, [model, source, method, quality],
-                         [result, source_mel, result_mel, download, status])
-        reload.click(refresh_models, [model], [model, about])
-        model.change(describe, [model], [about])
-        reload_runs.click(refresh_runs, [run], [run, run_status, losses])
-        run.change(progress, [run], [run_status, losses])
-        app.load(progress, [run], [run_status, losses])
+        c = _convert_tab(service, gr, on)
+        t = _training_tab(service, gr)
+        c.run.click(on.convert, [c.model, c.source, c.method, c.quality],
+                    [c.result, c.source_mel, c.result_mel, c.download, c.status])
+        c.reload.click(on.refresh_models, [c.model], [c.model, c.about])
+        c.model.change(on.describe, [c.model], [c.about])
+        t.reload.click(on.refresh_runs, [t.run], [t.run, t.status, t.losses])
+        t.run.change(on.progress, [t.run], [t.status, t.losses])
+        app.load(on.progress, [t.run], [t.status, t.losses])
     return app
 
 

@@ -49,8 +49,7 @@ from melganvc.conversion.pipeline import (
 from melganvc.device import select_device
 from melganvc.dsp.inversion import Inverter
 from melganvc.dsp.loudness import LevelMeter, input_gain
-from melganvc.dsp.mel import MelSpectrogram
-from melganvc.dsp.mel_stream import FeatureStream
+from melganvc.dsp.mel import FeatureStream, MelSpectrogram
 from melganvc.io.audio import (
     AudioWriter,
     as_mono_float32,
@@ -63,46 +62,12 @@ from melganvc.io.checkpoint import (
     checkpoint_config,
     load_checkpoint,
 )
-from melganvc.models.chunk_stream import ChunkStream
+from melganvc.models.chunk_stream import ChunkStream, resolve_overlap
 from melganvc.models.networks import Generator
 from melganvc.models.spectral_norm import inference_copy, settle_spectral_norm
 
-# Half-chunk overlap with a raised-cosine cross-fade: the best seam score (benchmarks/convert.py,
-# seams.py) on trained tiny models and VCC2016 speech: borders 2.8-3.0 without overlap, 0.90-0.97
-# with it (1.0 = no seam); overlaps of 4-8 frames score 0.91-1.01. Costs 2x the generator work
-# (end-to-end RTF 0.063 vs 0.055 on one CPU thread). 0 gives the reference behaviour.
-DEFAULT_OVERLAP = 0.5
 SETTLE_ITERATIONS = 100  # power iterations per spectral-norm layer when loading a run
 
-
-
-def resolve_overlap(overlap: float | str | None, chunk_frames: int) -> int:
-    """Overlap in frames from frames (int >= 1), a fraction of a chunk (0 < f <= 0.5) or 0.
-
-    ``"reference"`` / ``"none"`` / ``0`` mean no overlap; ``None`` means the default.
-    """
-    if overlap is None:
-        overlap = DEFAULT_OVERLAP
-    if isinstance(overlap, str):
-        text = overlap.strip().lower()
-        if text in ("reference", "none", "off"):
-            return 0
-        try:
-            overlap = float(text) if any(c in text for c in ".e") else int(text)
-        except ValueError:
-            raise ConfigError(f"overlap must be frames, a fraction of a chunk, or 'reference'; "
-                              f"got {overlap!r}") from None
-    if isinstance(overlap, bool):
-        raise ConfigError("overlap must be a number")
-    if isinstance(overlap, float) and not overlap.is_integer():
-        if not 0 < overlap <= 0.5:
-            raise ConfigError(f"overlap as a fraction of a chunk must be in (0, 0.5], got {overlap}")
-        return round(overlap * chunk_frames)
-    frames = int(overlap)
-    if not 0 <= frames <= chunk_frames // 2:
-        raise ConfigError(f"overlap must be 0..{chunk_frames // 2} frames (half a chunk), "
-                          f"got {frames}")
-    return frames
 
 
 def _with_inversion(cfg: Config, inversion: Any) -> Config:
@@ -210,10 +175,11 @@ class Converter:
     def with_options(self, **options: Any) -> Converter:
         """A converter sharing this one's generator (and inverters, when the inversion settings
         stay) with some options changed: ``conv.with_options(overlap=0)``."""
-        current = {"device": self.device, "overlap": self.overlap, "fade": self.fade,
-                   "batch_size": self.batch_size, "match_loudness": self.match_loudness,
-                   "normalize_input": self.normalize_input,
-                   "block_frames": self.block_frames, "block_overlap": self.block_overlap}
+        current: dict[str, Any] = {
+            "device": self.device, "overlap": self.overlap, "fade": self.fade,
+            "batch_size": self.batch_size, "match_loudness": self.match_loudness,
+            "normalize_input": self.normalize_input,
+            "block_frames": self.block_frames, "block_overlap": self.block_overlap}
         unknown = set(options) - set(current) - {"inversion"}
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
@@ -265,8 +231,7 @@ class Converter:
         n_mels = self.config.features.n_mels
         if x.dim() != 2 or x.shape[0] != n_mels or x.shape[1] < 1:
             raise ValueError(f"expected a mel shaped ({n_mels}, frames >= 1), got {tuple(x.shape)}")
-        chunks = self.chunk_stream()
-        out = torch.cat([chunks.push(x), chunks.flush()], dim=-1).cpu()
+        out = self.chunk_stream().run(x.to(self.device)).cpu()
         return out.numpy() if is_numpy else out.to(mel.device)
 
     def stream(self, sample_rate: int | None = None, *,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -22,6 +22,7 @@ from melganvc.io.checkpoint import (
     save_checkpoint,
 )
 from melganvc.io.files import atomic_path
+from melganvc.models.networks import Generator
 from melganvc.models.spectral_norm import inference_copy
 
 # --- exports -----------------------------------------------------------------------------------
@@ -57,15 +58,17 @@ def export_onnx(source: Converter | nn.Module, path: str | Path, opset: int = 17
     if isinstance(source, Converter):
         module, cfg = source.generator, source.config
         n_mels, chunk_frames = cfg.features.n_mels, cfg.model.chunk_frames
-        meta = {"sample_rate": cfg.features.sample_rate, "hop_length": cfg.features.hop_length,
-                "n_fft": cfg.features.n_fft}
+        meta: dict[str, Any] = {"sample_rate": cfg.features.sample_rate,
+                                "hop_length": cfg.features.hop_length, "n_fft": cfg.features.n_fft}
     else:
         module, meta = source, {}
         if n_mels is None or chunk_frames is None:
             raise ValueError("export_onnx(module, ...) needs n_mels and chunk_frames")
         if any(isinstance(m, nn.Module) and "parametrizations" in dict(m.named_children())
                for m in module.modules()):
-            module = inference_copy(module)
+            # a parametrised module here is one of our networks (G): inference_copy rebuilds it
+            # from its ``hparams``
+            module = inference_copy(cast(Generator, module))
     module = copy.deepcopy(module).cpu().eval()  # the converter's own copy stays where it is
     meta |= {"n_mels": n_mels, "chunk_frames": chunk_frames, "provenance": PROVENANCE}
     path = Path(path)

@@ -11,10 +11,14 @@ Stages (model rate R = ``features.sample_rate``; input rate ``sample_rate``)::
     resample sample_rate -> R (soxr stream, skipped when equal)
     FeatureStream   samples -> normalised mel frames (exact STFT context at block edges)
     ChunkStream     mel -> G on L-frame chunks of a global grid, cross-faded -> final frames
-    Inverter.stream mel -> waveform, block by block (phase carried across blocks)
+    InversionStream mel -> waveform, block by block (phase carried across blocks)
     resample R -> sample_rate
     _Loudness       running RMS match on active frames + peak cap 0.99 (no clipping)
     hold back to the fixed latency
+
+Each stage keeps its own state and is called in turn from the caller's thread (no worker
+threads): the inverter's state is an ``InversionStream`` (``Inverter.stream()``) with
+``push``/``flush`` like the others, so the shared ``Inverter`` itself holds none.
 
 Latency (``latency_samples`` / ``latency_ms``): after pushes totalling ``n`` input samples,
 exactly ``max(0, n - latency_samples)`` converted samples have been returned; ``flush()``
@@ -27,21 +31,17 @@ delays. With the reference features (16 kHz, hop 192, L = 24) and the streaming 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-import queue
-import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from melganvc.dsp.loudness import _Loudness
-from melganvc.dsp.mel_stream import FeatureStream
+from melganvc.dsp.mel import FeatureStream
 from melganvc.dsp.resample import _Resampler, resampler_delay
 from melganvc.io.audio import as_mono_float32, check_sample_rate
 from melganvc.models.chunk_stream import ChunkStream
@@ -51,101 +51,9 @@ if TYPE_CHECKING:
     from melganvc.dsp.inversion import Inverter
 
 
-
 STREAM_BLOCK_FRAMES = 64  # inversion block for real-time use (SC 0.109 vs 0.101 with 1024)
 STREAM_OVERLAP_FRAMES = 8  # the smallest overlap Inverter accepts for the reference STFT
 MAX_PIECE_SECONDS = 10.0  # bigger pushes are processed in pieces of this size
-
-
-
-
-
-# ----------------------------------------------------------------------------------------------
-# inversion: Inverter.stream (a pull-style generator) driven from push-style code
-
-
-class _Stop(Exception):
-    pass
-
-
-class _Failure:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-_IDLE, _END, _ABORT = object(), object(), object()
-
-
-class InverterFeed:
-    """Feed mel pieces to ``Inverter.stream`` one at a time and collect what it yields.
-
-    ``Inverter.stream`` pulls pieces from an iterable; it runs in a worker thread whose input
-    iterator waits for the next ``feed``. Each ``feed`` returns once the stream asks for more
-    input, i.e. with everything it could produce so far; ``finish`` ends the stream.
-    """
-
-    def __init__(self, inverter: Inverter) -> None:  
-        self._inverter = inverter
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="melganvc-inverter", daemon=True)
-        self._open = True
-        self._thread.start()
-        self._collect(_IDLE)
-
-    def feed(self, mel: Tensor) -> list[Tensor]:
-        if mel.shape[-1] == 0:
-            return []
-        self._inbox.put(mel)
-        return self._collect(_IDLE)
-
-    def finish(self) -> list[Tensor]:
-        self._inbox.put(_END)
-        out = self._collect(_END)
-        self._thread.join()
-        self._open = False
-        return out
-
-    def abort(self) -> None:
-        if self._open:
-            self._open = False
-            self._inbox.put(_ABORT)
-            self._thread.join()
-
-    def _source(self):
-        while True:
-            self._outbox.put(_IDLE)
-            item = self._inbox.get()
-            if item is _END:
-                return
-            if item is _ABORT:
-                raise _Stop
-            yield item
-
-    def _run(self) -> None:
-        try:
-            with torch.no_grad():
-                for wave in self._inverter.stream(self._source()):
-                    self._outbox.put(wave)
-        except _Stop:
-            return
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            self._outbox.put(_Failure(exc))
-            return
-        self._outbox.put(_END)
-
-    def _collect(self, until: object) -> list[Tensor]:
-        out = []
-        while True:
-            item = self._outbox.get()
-            if item is until:
-                return out
-            if isinstance(item, _Failure):
-                self._open = False
-                raise item.exc
-            out.append(item)
-
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,7 +69,7 @@ def _stage_delay(half: int, hop: int, chunk: int, step: int, block: int, overlap
     STFT frames ``F = (n - half) // hop + 1``, so the worst ``n`` for each ``F`` is the last
     one before frame ``F`` (``half + F * hop - 1``). Then: final frames ``M = ((F - L) // S +
     1) * S``; inverted samples ``(B - V) * hop * ((M - 2V) // (B - V))`` once ``M >= B + V``
-    (``Inverter.stream`` inverts a block of ``B`` frames when ``B + V`` are pending and holds
+    (``InversionStream`` inverts a block of ``B`` frames when ``B + V`` are pending and holds
     back the ``V``-frame cross-fade); released samples ``Q * (samples // Q - 1)`` (the gain
     stage; ``gain_frame=0`` leaves it out). A few periods of the combined grid cover every
     alignment.
@@ -222,7 +130,7 @@ class StreamingConverter:
         self._rs_out = _Resampler(self.model_rate, self.sample_rate)
         self._latency = self._worst_delay(gain_frame)
         self._piece = max(1, int(MAX_PIECE_SECONDS * self.sample_rate))
-        self._feed: InverterFeed | None = None
+        self._inversion = stages.inverter.stream()
         self._fifo: deque[np.ndarray] = deque()
         self._fifo_size = 0
         self.samples_in = 0  # at sample_rate
@@ -280,21 +188,14 @@ class StreamingConverter:
         return out
 
     def close(self) -> None:
-        """Stop early (frees the inversion worker); ``flush`` does this itself."""
+        """Stop early: later ``push``/``flush`` calls raise; ``flush`` does this itself."""
         self._closed = True
-        if self._feed is not None:
-            self._feed.abort()
-            self._feed = None
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # at interpreter shutdown anything may be gone
-            self.close()
 
     # --- internals ------------------------------------------------------------------------
 
@@ -318,20 +219,16 @@ class StreamingConverter:
 
     def _process(self, x: np.ndarray, last: bool) -> np.ndarray:
         """Model-rate samples in -> output samples at ``sample_rate`` (as far as ready)."""
-        if self._feed is None:
-            self._feed = InverterFeed(self._inverter)
         self._model_in += x.size
         mel = self._features.push(x) if x.size else self._features._empty()
         final = self._chunks.push(mel) if mel.shape[-1] else self._chunks._take(0)
-        waves = self._feed.feed(final)
+        waves = [self._inversion.push(final)]
         if last:
             rest = self._features.flush()
             tail = [self._chunks.push(rest)] if rest.shape[-1] else []
-            waves += self._feed.feed(torch.cat(tail + [self._chunks.flush()], dim=-1))
-            waves += self._feed.finish()
-            self._feed = None
-        y = torch.cat([w.reshape(-1) for w in waves]).float().cpu().numpy() if waves \
-            else np.zeros(0, np.float32)
+            waves.append(self._inversion.push(torch.cat(tail + [self._chunks.flush()], dim=-1)))
+            waves.append(self._inversion.flush())
+        y = torch.cat(waves).float().cpu().numpy()
         if last:  # the inverter gives (frames - 1) * hop samples: pad to the input length
             y = _fit(y, self._model_in - self._model_out)
         self._model_out += y.size

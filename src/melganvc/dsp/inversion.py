@@ -13,20 +13,25 @@ Why each step (method.md, "Inversion"):
 * **GRAD** is the reference's inversion: Adam on the waveform, L1 between mel powers. It starts
   from the fast GL result (the reference starts from noise), so few steps already help.
 * Long inputs go through overlapping blocks of frames, each block starting from the phases its
-  predecessor found for the shared frames and cross-faded, so memory is bounded and ``stream``
-  can invert a one-hour mel block by block.
+  predecessor found for the shared frames and cross-faded, so memory is bounded. The block
+  state lives in an ``InversionStream`` (``Inverter.stream()``): push mel frames as they come,
+  get back the samples no later block can change, ``flush`` for the rest. A whole-mel call is
+  the same stream fed in one go, so both give the same samples.
+
+(A little over 300 lines: ``Inverter`` and ``InversionStream`` share the block logic and are
+read together; the Griffin-Lim building blocks live in ``griffin_lim.py``.)
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
 
 from melganvc.config import FeatureConfig, InversionConfig
+from melganvc.dsp.griffin_lim import FrameSTFT, peak_phase, project_magnitude, unit_phase
 from melganvc.dsp.mel import MelSpectrogram, frames_to_samples
 
 
@@ -38,6 +43,8 @@ class Inverter(nn.Module):
     random phases), so batched and unbatched calls agree; inputs longer than ``block_frames``
     are inverted in overlapping blocks (see ``stream``).
     """
+
+    nnls_step: Tensor  # a buffer, declared for the type checker
 
     def __init__(self, features: FeatureConfig, inversion: InversionConfig | None = None, *,
                  block_frames: int = 1024, overlap_frames: int = 48) -> None:
@@ -62,12 +69,11 @@ class Inverter(nn.Module):
 
     def forward(self, mel: Tensor) -> Tensor:
         """Invert a whole mel; long inputs run block-wise through ``stream``."""
-        squeeze = mel.dim() == 2
-        mel = mel.unsqueeze(0) if squeeze else mel
-        pieces = list(self.stream(mel[..., i:i + self.block_frames]
-                                  for i in range(0, mel.shape[-1], self.block_frames)))
-        wave = torch.cat(pieces, dim=-1) if pieces else mel.new_zeros(mel.shape[0], 0)
-        return wave[0] if squeeze else wave
+        stream = self.stream()
+        # one push at least (an empty one for 0 frames), so flush knows the batch shape
+        pieces = [stream.push(mel[..., i:i + self.block_frames])
+                  for i in range(0, max(mel.shape[-1], 1), self.block_frames)]
+        return torch.cat([*pieces, stream.flush()], dim=-1)
 
     @torch.no_grad()
     def magnitude(self, mel: Tensor) -> Tensor:
@@ -113,7 +119,7 @@ class Inverter(nn.Module):
         """
         iters = self.inversion.gl_iters if iters is None else iters
         alpha = self.inversion.gl_momentum
-        stft = _FrameSTFT(self.mel, magnitude.shape[-1], magnitude.device)
+        stft = FrameSTFT(self.mel, magnitude.shape[-1], magnitude.device)
         target = (magnitude.float() * math.sqrt(self.mel.power_scale)).transpose(1, 2).contiguous()
         spec = target * self._initial_phase(target, phase)
         scale = target.new_zeros(*target.shape, 2)
@@ -125,7 +131,7 @@ class Inverter(nn.Module):
             signal = stft.inverse(spec)
             momentum = signal if prev is None else torch.lerp(prev, signal, 1.0 + alpha)
             prev = signal
-            spec = _project(stft.forward(momentum), target, scale, eps)
+            spec = project_magnitude(stft.forward(momentum), target, scale, eps)
         return stft.crop(stft.inverse(spec)), spec
 
     def grad(self, mel: Tensor, steps: int | None = None, init: Tensor | str = "gl") -> Tensor:
@@ -151,32 +157,12 @@ class Inverter(nn.Module):
         wave = self._adam_mel_l1(start, target, steps)
         return wave[0] if squeeze else wave
 
-    def stream(self, mels: Iterable[Tensor]) -> Iterator[Tensor]:
-        """Invert consecutive mel pieces (``(batch, n_mels, t)`` or ``(n_mels, t)``) block-wise.
+    def stream(self) -> InversionStream:
+        """A fresh push/flush inversion of one stream of mel frames (see ``InversionStream``).
 
-        Yields waveform pieces whose concatenation has ``(total_frames - 1) * hop`` samples and
-        equals what one long call would give; memory stays bounded by ``block_frames``.
+        The stream holds the per-stream state, so one ``Inverter`` can serve many streams.
         """
-        over = self.overlap_frames
-        pending: Tensor | None = None  # frames not yet inverted (plus the overlap context)
-        tail: Tensor | None = None  # last block's overlap samples, waiting for the cross-fade
-        phase: Tensor | None = None
-        squeeze = False
-        for piece in mels:
-            squeeze = piece.dim() == 2
-            piece = piece.unsqueeze(0) if squeeze else piece
-            pending = piece if pending is None else torch.cat([pending, piece], dim=-1)
-            while pending.shape[-1] >= self.block_frames + over:
-                wave, spec = self._invert_block(pending[..., :self.block_frames], phase)
-                out, tail = self._join(tail, wave)
-                yield out[0] if squeeze else out
-                keep = self.block_frames - over
-                phase, pending = spec[:, keep:], pending[..., keep:]
-        if pending is None:
-            return
-        wave, _ = self._invert_block(pending, phase)
-        out, _ = self._join(tail, wave, last=True)
-        yield out[0] if squeeze else out
+        return InversionStream(self)
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -220,9 +206,9 @@ class Inverter(nn.Module):
             return init
         known = min(phase.shape[1], target.shape[1])
         anchor = max(known - 1 - self.margin_frames, 0)  # the very last frames saw the block edge
-        turn = _unit(phase[:, anchor]) * init[:, anchor].conj()
+        turn = unit_phase(phase[:, anchor]) * init[:, anchor].conj()
         init = init * turn.unsqueeze(1)
-        init[:, :anchor + 1] = _unit(phase[:, :anchor + 1])
+        init[:, :anchor + 1] = unit_phase(phase[:, :anchor + 1])
         return init
 
     def _nnls_operators(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -269,110 +255,63 @@ class Inverter(nn.Module):
         return mel.reshape(-1, batch, frames).transpose(0, 1)
 
 
-class _FrameSTFT:
-    """Centred reflect-padded STFT/ISTFT for a fixed frame count, on frames-major spectra.
+class InversionStream:
+    """Block-wise inversion of mel frames pushed piece by piece; made by ``Inverter.stream()``.
 
-    Matches ``MelSpectrogram.stft`` (``torch.stft``) but keeps the padded signal between calls so
-    a Griffin-Lim iteration costs one ``irfft``, one ``rfft`` and a few cheap passes.
+    ``push(mel)`` (``(batch, n_mels, t)`` or ``(n_mels, t)``, any ``t`` >= 0) returns the
+    waveform samples that are final so far; ``flush()`` the rest. The pieces concatenate to
+    ``(total_frames - 1) * hop`` samples, the same as one ``Inverter`` call on the whole mel,
+    however the frames were cut. A block of ``block_frames`` is inverted only once
+    ``overlap_frames`` more are pending, so the last block is never shorter than two overlaps;
+    its last ``overlap_frames - 1`` hops of samples are held back until the next block's
+    cross-fade. Memory stays bounded by one block.
     """
 
-    def __init__(self, mel: MelSpectrogram, frames: int, device: torch.device) -> None:
-        cfg = mel.cfg
-        self.n_fft, self.hop, self.frames = cfg.n_fft, cfg.hop_length, frames
-        self.pad = cfg.n_fft // 2
-        self.samples = frames_to_samples(frames, cfg.hop_length)
-        self.shifts = -(-cfg.n_fft // cfg.hop_length)  # frames overlapping one hop
-        self.window = mel.window.to(device=device, dtype=torch.float32)
-        envelope = self._overlap_add(self.window.square().expand(1, frames, -1))
-        tiny = torch.finfo(envelope.dtype).tiny ** 0.5
-        self.inv_envelope = torch.where(envelope > tiny, 1.0 / envelope, torch.zeros_like(envelope))
+    def __init__(self, inverter: Inverter) -> None:
+        self.inverter = inverter
+        self._pending: Tensor | None = None  # frames not yet inverted, with the overlap context
+        self._tail: Tensor | None = None  # last block's overlap samples, awaiting the cross-fade
+        self._phase: Tensor | None = None  # last block's spectrum over the shared frames
+        self._squeeze = False  # unbatched input: return unbatched samples
+        self._done = False
 
-    def inverse(self, spec: Tensor) -> Tensor:
-        """Frames-major complex spectrum -> padded signal ``(batch, (frames+shifts-1)*hop)``."""
-        frames = torch.fft.irfft(spec, n=self.n_fft).mul_(self.window)
-        signal = self._overlap_add(frames).mul_(self.inv_envelope)
-        return self._reflect(signal)
+    @torch.no_grad()
+    def push(self, mel: Tensor) -> Tensor:
+        """Add mel frames; returns the samples of every block that could be completed."""
+        if self._done:
+            raise RuntimeError("this InversionStream was flushed; make a new one")
+        inv = self.inverter
+        self._squeeze = mel.dim() == 2
+        mel = mel.unsqueeze(0) if self._squeeze else mel
+        pending = mel if self._pending is None else torch.cat([self._pending, mel], dim=-1)
+        block, keep = inv.block_frames, inv.block_frames - inv.overlap_frames
+        outs = [pending.new_zeros(pending.shape[0], 0, dtype=torch.float32)]
+        while pending.shape[-1] >= block + inv.overlap_frames:
+            wave, spec = inv._invert_block(pending[..., :block], self._phase)
+            out, self._tail = inv._join(self._tail, wave)
+            outs.append(out)
+            self._phase, pending = spec[:, keep:], pending[..., keep:]
+        self._pending = pending
+        return self._shape(torch.cat(outs, dim=-1))
 
-    def forward(self, signal: Tensor) -> Tensor:
-        """Padded signal -> frames-major complex spectrum ``(batch, frames, bins)``."""
-        frames = signal.unfold(-1, self.n_fft, self.hop)[:, :self.frames]
-        return torch.fft.rfft(frames * self.window)
+    @torch.no_grad()
+    def flush(self) -> Tensor:
+        """Invert what is pending as the last block; returns the remaining samples.
 
-    def crop(self, signal: Tensor) -> Tensor:
-        return signal[:, self.pad:self.pad + self.samples]
+        With nothing ever pushed: an empty 1-D tensor. The stream cannot be used again.
+        """
+        if self._done:
+            raise RuntimeError("this InversionStream was flushed; make a new one")
+        self._done = True
+        if self._pending is None:
+            return torch.zeros(0)
+        wave, _ = self.inverter._invert_block(self._pending, self._phase)
+        out, _ = self.inverter._join(self._tail, wave, last=True)
+        self._pending = self._tail = self._phase = None
+        return self._shape(out)
 
-    def _overlap_add(self, frames: Tensor) -> Tensor:
-        batch, count, n_fft = frames.shape
-        hop, shifts = self.hop, self.shifts
-        if shifts * hop != n_fft:
-            frames = torch.nn.functional.pad(frames, (0, shifts * hop - n_fft))
-        parts = frames.reshape(batch, count, shifts, hop)
-        out = frames.new_empty(batch, count + shifts - 1, hop)
-        out[:, :count] = parts[:, :, 0]
-        out[:, count:].zero_()
-        for k in range(1, shifts):
-            out[:, k:k + count] += parts[:, :, k]
-        return out.reshape(batch, -1)
-
-    def _reflect(self, signal: Tensor) -> Tensor:
-        """Re-impose the reflect padding ``torch.stft(center=True)`` would add to the crop."""
-        pad, n = self.pad, self.samples
-        if n > pad:
-            signal[:, :pad] = signal[:, pad + 1:2 * pad + 1].flip(-1)
-            signal[:, pad + n:2 * pad + n] = signal[:, n - 1:pad + n - 1].flip(-1)
-        else:  # too short to reflect: MelSpectrogram zero-extends such inputs
-            signal[:, :pad] = 0
-            signal[:, pad + n:] = 0
-        return signal
-
-
-def _unit(spec: Tensor) -> Tensor:
-    """Complex values scaled to modulus 1 (0 becomes 1)."""
-    mag = spec.abs()
-    return torch.where(mag > 0, spec / mag.clamp(min=1e-30), torch.ones_like(spec))
-
-
-def peak_phase(magnitude: Tensor, n_fft: int, hop: int) -> Tensor:
-    """Phase-vocoder initial phase for frames-major ``magnitude (batch, frames, bins)``.
-
-    A stationary partial at ``f`` cycles/sample gives bin ``k`` of centred frame ``m`` the phase
-    ``2 pi (f m hop - k / 2)``. Each bin takes ``f`` from its nearest local spectral peak
-    (parabolic interpolation on log-magnitude) and integrates it over frames, so GL starts near
-    a coherent solution instead of noise (lower final error than random phases, same cost as a
-    few iterations). Returns unit complex numbers of the same shape.
-    """
-    bins = magnitude.shape[-1]
-    if bins < 3:
-        return torch.ones_like(magnitude, dtype=torch.complex64)
-    floor = 1e-6 * magnitude.amax(dim=(-2, -1), keepdim=True) + 1e-30
-    logm = torch.log(magnitude + floor)
-    left, mid, right = logm[..., :-2], logm[..., 1:-1], logm[..., 2:]
-    peak = (mid >= left) & (mid > right)
-    curve = (left + right - 2 * mid).clamp_(max=-1e-6)
-    k = torch.arange(1, bins - 1, device=logm.device, dtype=logm.dtype).expand_as(mid)
-    position = torch.div(left - right, curve).mul_(0.5).clamp_(-0.5, 0.5).add_(k)
-    far = float(4 * bins)
-    below = torch.cummax(k.masked_fill(~peak, -far), dim=-1).values
-    above = torch.cummin(k.masked_fill(~peak, far).flip(-1), dim=-1).values.flip(-1)
-    nearest = torch.where(k - below <= above - k, below, above).clamp_(1, bins - 2).long() - 1
-    cycles = torch.gather(position, -1, nearest).mul_(hop / n_fft).frac_()
-    cycles = torch.cat([cycles[..., :1], cycles, cycles[..., -1:]], dim=-1)  # edge bins
-    half = torch.arange(bins, device=logm.device).remainder(2).to(logm.dtype) * 0.5
-    angle = cycles.cumsum_(dim=-2).sub_(half).mul_(2 * math.pi)
-    return torch.complex(torch.cos(angle), torch.sin(angle))
-
-
-def _project(spec: Tensor, target: Tensor, scale: Tensor, eps: Tensor) -> Tensor:
-    """Keep the phase, impose the target magnitude (GL's magnitude projection), in place.
-
-    ``scale`` is a zero-filled real ``(..., bins, 2)`` buffer: writing the real factor into its
-    first channel and doing one complex multiply beats broadcasting over re/im pairs. ``eps``
-    (a 0-d tensor) keeps silent bins finite.
-    """
-    re, im = torch.view_as_real(spec).unbind(-1)
-    power = torch.addcmul(eps, re, re).addcmul_(im, im)
-    torch.mul(power.rsqrt_(), target, out=scale[..., 0])
-    return spec.mul_(torch.view_as_complex(scale))
+    def _shape(self, wave: Tensor) -> Tensor:
+        return wave[0] if self._squeeze else wave
 
 
 def nnls_preconditioner(filterbank: Tensor) -> tuple[Tensor, float]:

@@ -6,18 +6,29 @@ normalised = clip(((dB - min_level_db) / -min_level_db) * 2 - 1, -1, 1)
 
 The filterbank and window are built per config and held by a ``MelSpectrogram`` object (no
 global caches); everything is batched torch, so the same code runs on CPU and GPU.
+
+Whole files (``MelSpectrogram.forward``), long files in pieces (``MelSpectrogram.long``) and
+waveform blocks (``FeatureStream``) all go through one framing core, ``MelSpectrogram.frames``,
+so a frame gets the same bits however the signal is cut. That keeps streaming and offline
+conversion the same audio: Griffin-Lim turns even last-bit differences of its input into
+audible phase differences.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from melganvc.config import FeatureConfig
 
 AMIN = 1e-10
 POWER_CAP = 1e30  # far above the +1 clip of the normalised range, far below float32's max
+# Products with fewer columns than this take other BLAS kernels (different rounding), so the
+# features of a 1-frame block would differ in the last bit from the same frame in a big block.
+# ``MelSpectrogram.frames`` pads smaller products to this many frames.
+MIN_COLUMNS = 16
 
 
 def hz_to_mel_htk(hz: np.ndarray | float) -> np.ndarray:
@@ -47,6 +58,9 @@ class MelSpectrogram(nn.Module):
     ``(batch, n_mels, frames)`` in [-1, 1], ``frames = samples // hop + 1``.
     """
 
+    window: Tensor  # buffers, declared for the type checker
+    filterbank: Tensor
+
     def __init__(self, cfg: FeatureConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -60,23 +74,22 @@ class MelSpectrogram(nn.Module):
     def num_frames(self, samples: int) -> int:
         return samples // self.cfg.hop_length + 1
 
+    def centre_pad(self, wave: Tensor) -> Tensor:
+        """``wave`` with the ``n_fft/2`` reflected samples each side that centre frame ``f`` on
+        sample ``f * hop``. Inputs too short to reflect are zero-extended first, so a single hop
+        of audio still gives a spectrum (with extra frames at the end for the caller to crop)."""
+        half = self.cfg.n_fft // 2
+        if wave.shape[-1] <= half:
+            wave = F.pad(wave, (0, half + 1 - wave.shape[-1]))
+        return F.pad(wave.unsqueeze(0), (half, half), mode="reflect")[0]
+
+    def _stft(self, padded: Tensor) -> Tensor:
+        return torch.stft(padded, self.cfg.n_fft, self.cfg.hop_length, window=self.window,
+                          center=False, return_complex=True)
+
     def stft(self, wave: Tensor) -> Tensor:
-        """Complex STFT ``(batch, n_fft//2+1, frames)``, centred with reflect padding.
-
-        Inputs too short to reflect-pad are zero-extended first and the frames cropped back, so a
-        single hop of audio still gives a spectrum.
-        """
-        samples = wave.shape[-1]
-        frames = self.num_frames(samples)
-        minimum = self.cfg.n_fft // 2 + 1
-        if samples < minimum:
-            wave = torch.nn.functional.pad(wave, (0, minimum - samples))
-        spec = torch.stft(wave, self.cfg.n_fft, self.cfg.hop_length, window=self.window,
-                          center=True, pad_mode="reflect", return_complex=True)
-        return spec[..., :frames]
-
-    def power_mel(self, wave: Tensor) -> Tensor:
-        return self._power_mel(self.stft(wave))
+        """Complex STFT ``(batch, n_fft//2+1, frames)``, centred with reflect padding."""
+        return self._stft(self.centre_pad(wave))[..., :self.num_frames(wave.shape[-1])]
 
     def power(self, spec: Tensor) -> Tensor:
         """Normalised power of a complex STFT, finite for any finite audio."""
@@ -85,32 +98,37 @@ class MelSpectrogram(nn.Module):
         # filterbank product would be NaN: cap them, so finite audio always gives a finite mel.
         return torch.nan_to_num(power, nan=POWER_CAP, posinf=POWER_CAP)
 
-    def _power_mel(self, spec: Tensor) -> Tensor:
-        return torch.matmul(self.filterbank, self.power(spec))
+    def power_mel(self, wave: Tensor) -> Tensor:
+        """Mel power of ``wave`` (differentiable; what inversion matches)."""
+        return torch.matmul(self.filterbank, self.power(self.stft(wave)))
+
+    def frames(self, padded: Tensor) -> Tensor:
+        """The framing core: normalised mel of every whole frame of ``padded`` ``(..., samples)``.
+
+        Frame ``i`` covers ``padded[..., i * hop : i * hop + n_fft]``; the caller supplies the
+        context (``centre_pad``, or the neighbouring samples of a longer signal). Products of
+        fewer than ``MIN_COLUMNS`` frames are zero-padded to that many, so a frame gets the same
+        bits in a block of any size.
+        """
+        power = self.power(self._stft(padded))
+        count = power.shape[-1]
+        if count < MIN_COLUMNS:
+            power = F.pad(power, (0, MIN_COLUMNS - count))
+        mel = torch.matmul(self.filterbank, power)
+        return self.normalize(power_to_db(mel, self.cfg.ref_level_db))[..., :count]
 
     def forward(self, wave: Tensor) -> Tensor:
-        squeeze = wave.dim() == 1
-        mel = self.normalize(power_to_db(self.power_mel(wave.unsqueeze(0) if squeeze else wave),
-                                         self.cfg.ref_level_db))
-        return mel[0] if squeeze else mel
+        return self.frames(self.centre_pad(wave))[..., :self.num_frames(wave.shape[-1])]
 
     def long(self, wave: Tensor, block_frames: int = 4096) -> Tensor:
         """``forward`` for one long ``(samples,)`` wave in bounded memory: the same frames,
         ``block_frames`` at a time from the reflect-padded signal (an hour of 16 kHz audio
         would otherwise hold a 1.4 GB complex spectrogram at once)."""
-        frames, half = self.num_frames(wave.shape[-1]), self.cfg.n_fft // 2
-        if frames <= block_frames or wave.shape[-1] <= half:
-            return self(wave)
-        hop = self.cfg.hop_length
-        padded = torch.nn.functional.pad(wave[None, None], (half, half), mode="reflect")[0, 0]
-        out = []
-        for start in range(0, frames, block_frames):
-            stop = min(frames, start + block_frames)
-            piece = padded[start * hop : (stop - 1) * hop + self.cfg.n_fft]
-            spec = torch.stft(piece, self.cfg.n_fft, hop, window=self.window, center=False,
-                              return_complex=True)
-            out.append(self.normalize(power_to_db(self._power_mel(spec), self.cfg.ref_level_db)))
-        return torch.cat(out, dim=-1)
+        frames, hop, n_fft = self.num_frames(wave.shape[-1]), self.cfg.hop_length, self.cfg.n_fft
+        padded = self.centre_pad(wave)
+        pieces = [self.frames(padded[..., start * hop:(min(frames, start + block_frames) - 1) * hop + n_fft])
+                  for start in range(0, frames, block_frames)]
+        return torch.cat(pieces, dim=-1)
 
     def normalize(self, db: Tensor) -> Tensor:
         lo = self.cfg.min_level_db
@@ -135,13 +153,70 @@ def frames_to_samples(frames: int, hop_length: int) -> int:
     return max(0, (frames - 1) * hop_length)
 
 
-def seconds_per_chunk(cfg: FeatureConfig, chunk_frames: int) -> float:
-    return chunk_frames * cfg.hop_length / cfg.sample_rate
+class FeatureStream:
+    """Waveform blocks -> normalised mel frames, identical to ``MelSpectrogram`` on the whole.
 
+    Frame ``f`` is centred on sample ``f * hop`` and needs samples up to ``f * hop + n_fft/2``;
+    the start is reflect-padded as soon as ``n_fft/2 + 1`` samples are in, the end on
+    ``flush()``, and every ready frame goes through ``MelSpectrogram.frames``. Inputs shorter
+    than that are handled by ``MelSpectrogram`` itself on flush. ``flush()`` completes
+    ``samples // hop + 1`` frames in total.
+    """
 
-def db_range(cfg: FeatureConfig) -> tuple[float, float]:
-    """dB (absolute, before offset) that map to -1 and +1."""
-    return cfg.min_level_db + cfg.ref_level_db, cfg.ref_level_db
+    def __init__(self, mel: MelSpectrogram) -> None:
+        self.mel = mel
+        cfg = mel.cfg
+        self.n_fft, self.hop, self.half = cfg.n_fft, cfg.hop_length, cfg.n_fft // 2
+        self.samples = 0  # input samples pushed
+        self.frames = 0  # frames returned
+        self._head: list[np.ndarray] = []  # input before the start padding can be built
+        self._buf: np.ndarray | None = None  # padded stream from padded index frames * hop
+        self._last = np.zeros(0, np.float32)  # the last half + 1 input samples (end padding)
 
+    def push(self, x: np.ndarray) -> Tensor:
+        x = np.asarray(x, dtype=np.float32).reshape(-1)
+        self.samples += x.size
+        self._last = np.concatenate([self._last, x[-(self.half + 1):]])[-(self.half + 1):]
+        if self._buf is None:
+            self._head.append(x)
+            if self.samples < self.half + 1:
+                return self._empty()
+            start = np.concatenate(self._head)
+            self._head = []
+            x = np.concatenate([start[1:self.half + 1][::-1], start])
+            self._buf = np.zeros(0, np.float32)
+        self._buf = np.concatenate([self._buf, x])
+        return self._ready()
 
+    def flush(self) -> Tensor:
+        if self.samples == 0:
+            return self._empty()
+        if self._buf is None:  # shorter than n_fft/2 + 1: MelSpectrogram zero-extends
+            wave = torch.from_numpy(np.concatenate(self._head)).to(self.mel.window.device)
+            with torch.no_grad():
+                out = self.mel(wave)
+            self._head = []
+            self.frames = out.shape[-1]
+            return out
+        tail = self._last[:-1][::-1]  # x[n-2], ..., x[n-1-half]
+        assert self._buf is not None
+        self._buf = np.concatenate([self._buf, tail])
+        out = self._ready()
+        assert self.frames == self.samples // self.hop + 1, (self.frames, self.samples)
+        return out
 
+    def _ready(self) -> Tensor:
+        """The frames the buffer holds whole, from ``MelSpectrogram.frames``."""
+        assert self._buf is not None  # only called once the start padding is built
+        count = (self._buf.size - self.n_fft) // self.hop + 1
+        if count <= 0:
+            return self._empty()
+        segment = torch.from_numpy(self._buf[:(count - 1) * self.hop + self.n_fft])
+        with torch.no_grad():
+            out = self.mel.frames(segment.to(self.mel.window.device))
+        self._buf = self._buf[count * self.hop:]
+        self.frames += count
+        return out
+
+    def _empty(self) -> Tensor:
+        return self.mel.filterbank.new_zeros(self.mel.cfg.n_mels, 0)

@@ -40,3 +40,14 @@ class _Resampler:
         if self._stream is None:
             return x
         return self._stream.resample_chunk(np.ascontiguousarray(x, dtype=np.float32), last=last)
+
+
+def resample(wave: np.ndarray, rate: int, target: int, quality: str = "HQ") -> np.ndarray:
+    """``wave`` resampled in one go from ``rate`` to ``target`` Hz (soxr, ``quality`` one of
+    soxr's "QQ", "LQ", "MQ", "HQ", "VHQ"), as float32; ``(samples,)`` or
+    ``(samples, channels)``. When the rates match or ``wave`` is empty it comes back unchanged
+    (only cast to float32, without a copy when it already is)."""
+    wave = np.asarray(wave, dtype=np.float32)
+    if rate == target or wave.size == 0:
+        return wave
+    return soxr.resample(wave, rate, target, quality=quality).astype(np.float32, copy=False)

@@ -87,15 +87,8 @@ def _example_html(example: ReportExample, max_seconds: float) -> str:
             f'<div class="triptych">{"".join(figures)}</div></div>')
 
 
-def render_html(results: Mapping[str, Any], examples: Sequence[ReportExample] = (),
-                title: str = "melganvc evaluation", max_audio_seconds: float = 6.0) -> str:
-    """The report page as one string (no external resources)."""
-    systems: Mapping[str, Any] = results.get("systems", {})
-    metrics: Mapping[str, Any] = results.get("metrics", METRICS)
-    out = [(f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-           f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"),
-           f"<h1>{html.escape(title)}</h1>"]
-
+def _facts_html(results: Mapping[str, Any]) -> str:
+    """The run's facts: when, which version, checkpoints, judges, references."""
     facts = [("created", results.get("created")), ("melganvc", results.get("melganvc_version")),
              ("checkpoint sha256", results.get("checkpoint_sha256")),
              ("real-time factor", json.dumps(to_jsonable(results.get("rtf")))
@@ -114,35 +107,36 @@ def render_html(results: Mapping[str, Any], examples: Sequence[ReportExample] = 
                           f"{info.get('utterances')} utterances, F0 {_fmt(f0.get('mean_hz'))} Hz"))
     if refs.get("target_source_cosine") is not None:
         facts.append(("target–source centroid cosine", _fmt(refs["target_source_cosine"])))
-    out.append("<p>" + "<br>".join(f"<b>{html.escape(k)}:</b> <code>{_fmt(v)}</code>"
-                                   for k, v in facts if v is not None) + "</p>")
+    return "<p>" + "<br>".join(f"<b>{html.escape(k)}:</b> <code>{_fmt(v)}</code>"
+                               for k, v in facts if v is not None) + "</p>"
 
-    mean_keys = [k for k in metrics if k in METRICS and _present(systems, k)]
+
+def _summary_html(systems: Mapping[str, Any], metrics: Mapping[str, Any],
+                  mean_keys: Sequence[str]) -> list[str]:
+    """The table of means, what each system and metric is, and the bar charts."""
     corpus_keys = [k for k in CORPUS_METRICS if _present(systems, k)]
-    out.append("<h2>Summary (mean over utterances)</h2>")
     headers = ["system", "n", *[metrics[k]["label"] for k in mean_keys],
                *[CORPUS_METRICS[k]["label"] for k in corpus_keys]]
     rows = [[name, s["mean"].get("utterances"), *[s["mean"].get(k) for k in mean_keys],
              *[s["mean"].get(k) for k in corpus_keys]] for name, s in systems.items()]
-    out.append(_table(headers, rows, "summary", frozenset({0})))
+    out = ["<h2>Summary (mean over utterances)</h2>", _table(headers, rows, "summary", frozenset({0}))]
     out.append("<p>" + "<br>".join(f"<b>{html.escape(n)}</b>: {html.escape(system_note(n))}"
                                    for n in systems if system_note(n)) + "</p>")
     out.append("<p>" + "<br>".join(
         f"<b>{html.escape(metrics[k]['label'])}</b>: {html.escape(metrics[k].get('note', ''))}"
         + (f" ({html.escape(metrics[k]['better'])} is better)" if metrics[k].get("better") else "")
         for k in mean_keys) + "</p>")
-
     charts = [svg_bar_chart(metrics[k]["label"], {n: s["mean"].get(k) for n, s in systems.items()},
                             metrics[k].get("better", ""))
               for k in BAR_METRICS if k in mean_keys]
     if charts:
         out.append(f'<h2>Charts</h2><div class="charts">{"".join(charts)}</div>')
+    return out
 
-    if examples:
-        out.append("<h2>Examples</h2>")
-        out.extend(_example_html(e, max_audio_seconds) for e in examples)
 
-    out.append("<h2>Per utterance</h2>")
+def _per_utterance_html(systems: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[str]:
+    """One table per system: every utterance's metrics and transcripts."""
+    out = ["<h2>Per utterance</h2>"]
     row_keys = [*ACCEPT_KEYS.values(), *[k for k in METRICS if k not in ACCEPT_KEYS],
                 "transcript", "source_transcript", "ref_transcript"]
     for name, system in systems.items():
@@ -153,7 +147,23 @@ def render_html(results: Mapping[str, Any], examples: Sequence[ReportExample] = 
         out.append(f"<h3>{html.escape(name)}</h3>")
         out.append(_table(["utterance", *labels], rows, f"per-utterance system-{html.escape(name)}",
                           text_cols))
+    return out
 
+
+def render_html(results: Mapping[str, Any], examples: Sequence[ReportExample] = (),
+                title: str = "melganvc evaluation", max_audio_seconds: float = 6.0) -> str:
+    """The report page as one string (no external resources)."""
+    systems: Mapping[str, Any] = results.get("systems", {})
+    metrics: Mapping[str, Any] = results.get("metrics", METRICS)
+    mean_keys = [k for k in metrics if k in METRICS and _present(systems, k)]
+    out = [(f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+           f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"),
+           f"<h1>{html.escape(title)}</h1>", _facts_html(results),
+           *_summary_html(systems, metrics, mean_keys)]
+    if examples:
+        out.append("<h2>Examples</h2>")
+        out.extend(_example_html(e, max_audio_seconds) for e in examples)
+    out += _per_utterance_html(systems, metrics)
     if results.get("config") is not None:
         config_json = json.dumps(to_jsonable(results["config"]), indent=2, sort_keys=True)
         out.append(f"<h2>Configuration</h2><details><summary>config</summary>"

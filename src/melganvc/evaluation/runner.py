@@ -35,6 +35,7 @@ from tqdm import tqdm
 from melganvc.config import Config, InversionConfig, to_dict
 from melganvc.dsp.inversion import Inverter
 from melganvc.dsp.mel import MelSpectrogram
+from melganvc.dsp.resample import resample
 from melganvc.errors import AudioError, UserError
 from melganvc.io.audio import find_audio, load
 from melganvc.judges.protocols import QualityJudge, Recogniser
@@ -68,16 +69,10 @@ def resynthesize(cfg: Config, waves: list[np.ndarray]) -> list[np.ndarray]:
     out = []
     with torch.no_grad():
         for wave in waves:
-            resampled = load_rate(wave, SAMPLE_RATE, cfg.features.sample_rate)
+            resampled = resample(wave, SAMPLE_RATE, cfg.features.sample_rate)
             mel = features(torch.from_numpy(resampled))
-            out.append(load_rate(inverter(mel).numpy(), cfg.features.sample_rate, SAMPLE_RATE))
+            out.append(resample(inverter(mel).numpy(), cfg.features.sample_rate, SAMPLE_RATE))
     return out
-
-
-def load_rate(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
-    import soxr
-
-    return wave if rate == target else soxr.resample(wave, rate, target).astype(np.float32)
 
 
 def convert_all(ckpt: Path, sources: list[Utterance], device: str,
@@ -215,8 +210,9 @@ def run_evaluation(cfg: Config, *, ckpts: Sequence[Path] = (), source: Path, tar
     sources = load_folder(source, limit)
     targets = load_folder(target)
     names = [u.name for u in sources]
+    rtfs: dict[str, float] = {}
     if converted is not None:
-        outputs, rtfs = {"converted": given_conversions(converted, names)}, {}
+        outputs = {"converted": given_conversions(converted, names)}
     else:
         outputs, rtfs = converted_systems(ckpts, cfg, sources, device)
     references = paired(refs, names)

@@ -185,6 +185,7 @@ class _Scorer:
     def _similarity(self, row: dict[str, Any], key: str, vector: np.ndarray,
                     references: dict[str, Any], names: tuple[str, str, str]) -> None:
         tgt = self.centroid(references, "target", key)
+        assert tgt is not None  # evaluate_systems refuses to run without target references
         src = self.centroid(references, "source", key)
         row[names[0]] = cosine(vector, tgt)
         if src is not None:

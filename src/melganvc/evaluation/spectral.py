@@ -55,12 +55,16 @@ def stft_power(wave: np.ndarray, n_fft: int = 1024, win_length: int = 400,
     return (spectrum.real ** 2 + spectrum.imag ** 2) / np.sum(window ** 2)
 
 
-def _dct_matrix(n_coefficients: int, n_bands: int) -> np.ndarray:
-    """Rows k map a log spectrum sampled at n_bands points to cepstral coefficient c_k, with the
-    convention L(w) = c0 + 2 sum_k c_k cos(k w) (so MCD's 10/ln10 * sqrt(2 sum dc^2) applies)."""
-    k = np.arange(n_coefficients)[:, None]
-    n = np.arange(n_bands)[None, :]
-    return np.cos(np.pi * k * (n + 0.5) / n_bands) / n_bands
+def _cepstrum(log_spectrum: np.ndarray, n_coefficients: int) -> np.ndarray:
+    """c_0..c_{n_coefficients-1} of log spectra ``(..., n_bands)`` sampled at the band centres
+    w_n = pi (n + 1/2) / n_bands, in the convention L(w) = c0 + 2 sum_k c_k cos(k w) (so MCD's
+    10/ln10 * sqrt(2 sum dc^2) applies): c_k = (1/n_bands) sum_n L_n cos(k w_n), which is
+    scipy's unnormalised DCT-II (2 sum_n ...) over 2 n_bands. Not ``norm="ortho"``: that would
+    scale c_0 by sqrt(n_bands) and c_1.. by sqrt(2 n_bands) and so the MCD by sqrt(160)."""
+    from scipy.fft import dct  # scipy comes with librosa (the eval extra)
+
+    n_bands = log_spectrum.shape[-1]
+    return dct(log_spectrum, type=2, axis=-1)[..., :n_coefficients] / (2 * n_bands)
 
 
 def _power_and_mel(wave: np.ndarray, cfg: SpectralConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +110,7 @@ def spectral_features(wave: np.ndarray, cfg: SpectralConfig = SpectralConfig()) 
     its own peak, so neither level nor the depth of near-empty bands dominates the distances.
     """
     power, mel = _power_and_mel(wave, cfg)
-    mcep = (0.5 * np.log(mel)) @ _dct_matrix(cfg.n_mcep, cfg.n_mels).T  # natural-log amplitude
+    mcep = _cepstrum(0.5 * np.log(mel), cfg.n_mcep)  # of the natural-log amplitude
     log_power_db = 10.0 * np.log10(power)
     keep = np.ones(power.shape[0], dtype=bool)
     if cfg.silence_db is not None and power.shape[0] > cfg.min_frames:
@@ -117,37 +121,31 @@ def spectral_features(wave: np.ndarray, cfg: SpectralConfig = SpectralConfig()) 
     return SpectralFeatures(mcep[keep, 1:], log_power_db[keep])
 
 
-def dtw_path(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Minimum-cost monotonic alignment of a ``(n, m)`` local-cost matrix.
+# librosa tries the steps in this order and keeps the first of equal accumulated costs: the
+# diagonal, then (1, 0), then (0, 1), as the hand-written DTW this replaced did, so the paths
+# (and MCD/LSD) are the same (tests/test_metrics.py: recorded values, brute-force optimum).
+# The accumulated costs are bit-identical too (min(a, b) + c == min(a + c, b + c) in floating
+# point); only where two predecessors differ by less than one ulp of their sum with the local
+# cost could librosa call a tie that the old code broke the other way: both paths then cost the
+# same to rounding, and with real spectra this does not occur.
+_DTW_STEPS = np.array([[1, 1], [1, 0], [0, 1]])
 
-    Steps (1,1), (1,0), (0,1) with unit weights; the accumulated cost is filled one
-    anti-diagonal at a time (vectorised), then backtracked. Returns index arrays ``(i, j)`` of
-    equal length from ``(0, 0)`` to ``(n-1, m-1)``.
+
+def dtw_path(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum-cost monotonic alignment of a ``(n, m)`` local-cost matrix (librosa's DTW).
+
+    Steps (1,1), (1,0), (0,1) with unit weights; of equally cheap predecessors the diagonal
+    wins, then the step along ``i``. Returns index arrays ``(i, j)`` of equal length from
+    ``(0, 0)`` to ``(n-1, m-1)``.
     """
     cost = np.asarray(cost, dtype=np.float64)
-    n, m = cost.shape
-    if n == 0 or m == 0:
-        raise ValueError("dtw_path needs a non-empty cost matrix")
-    acc = np.full((n + 1, m + 1), np.inf)
-    acc[0, 0] = 0.0
-    for diagonal in range(2, n + m + 1):
-        i = np.arange(max(1, diagonal - m), min(n, diagonal - 1) + 1)
-        j = diagonal - i
-        best = np.minimum(np.minimum(acc[i - 1, j - 1], acc[i - 1, j]), acc[i, j - 1])
-        acc[i, j] = cost[i - 1, j - 1] + best
-    path_i, path_j = [n - 1], [m - 1]
-    i, j = n, m
-    while (i, j) != (1, 1):
-        diagonal, up, left = acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1]
-        if diagonal <= up and diagonal <= left:
-            i, j = i - 1, j - 1
-        elif up <= left:
-            i -= 1
-        else:
-            j -= 1
-        path_i.append(i - 1)
-        path_j.append(j - 1)
-    return np.array(path_i[::-1]), np.array(path_j[::-1])
+    if cost.ndim != 2 or cost.size == 0:
+        raise ValueError("dtw_path needs a non-empty 2-D cost matrix")
+    from librosa.sequence import dtw  # the eval extra; its import takes seconds, once
+
+    _, path = dtw(C=cost, step_sizes_sigma=_DTW_STEPS, backtrack=True)
+    path = path[::-1]  # librosa gives it end first
+    return path[:, 0].copy(), path[:, 1].copy()
 
 
 def _pairwise_sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -186,15 +184,3 @@ def spectral_distance(converted: np.ndarray, reference: np.ndarray,
     lsd = np.sqrt(np.mean(diff ** 2, axis=1))
     return SpectralDistance(float(mcd.mean()), float(lsd.mean()), int(i.size),
                             (a.mcep.shape[0], b.mcep.shape[0]))
-
-
-def mel_cepstral_distortion(converted: np.ndarray, reference: np.ndarray,
-                            sample_rate: int = SAMPLE_RATE) -> float:
-    """MCD with DTW in dB (see ``spectral_distance``)."""
-    return spectral_distance(converted, reference, sample_rate).mcd
-
-
-def log_spectral_distance(converted: np.ndarray, reference: np.ndarray,
-                          sample_rate: int = SAMPLE_RATE) -> float:
-    """LSD in dB along the MCD's DTW path (see ``spectral_distance``)."""
-    return spectral_distance(converted, reference, sample_rate).lsd

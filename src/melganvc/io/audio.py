@@ -47,7 +47,8 @@ def find_audio(root: Path) -> tuple[list[Path], list[Path]]:
     evaluation, so a file is either used by all of them or by none."""
     if not root.is_dir():
         raise UserError(f"{root}: not a folder")
-    audio, skipped = [], []
+    audio: list[Path] = []
+    skipped: list[Path] = []
     for path in sorted(root.rglob("*")):
         if path.is_dir():
             continue

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from melganvc.dsp.resample import resample
 from melganvc.judges.waves import (
     _PKG_RESOURCES_WARNING,
     SAMPLE_RATE,
-    _resample,
+    _as_wave,
     _torch_threads,
     wave_key,
 )
@@ -53,7 +54,7 @@ class SpeakerEncoder:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        wave = _resample(wave, sample_rate)
+        wave = resample(_as_wave(wave), sample_rate, SAMPLE_RATE)
         if wave.size == 0 or float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) < 1e-5:
             embedding = np.full(self.dim, np.nan, dtype=np.float32)
         else:

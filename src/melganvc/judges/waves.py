@@ -9,7 +9,8 @@ import math
 from collections.abc import Iterator
 
 import numpy as np
-import soxr
+
+from melganvc.dsp.resample import resample
 
 SAMPLE_RATE = 16000
 DB_PER_NEPER = 10.0 / math.log(10.0)  # the 10/ln10 of the MCD formula
@@ -24,10 +25,8 @@ def _as_wave(wave: np.ndarray) -> np.ndarray:
 
 
 def _resample(wave: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
-    wave = _as_wave(wave)
-    if sample_rate == target_rate or wave.size == 0:
-        return wave
-    return soxr.resample(wave, sample_rate, target_rate, quality="HQ").astype(np.float32)
+    """``wave`` checked (``_as_wave``) and resampled to ``target_rate`` (``dsp.resample``)."""
+    return resample(_as_wave(wave), sample_rate, target_rate)
 
 
 def wave_key(wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str:

@@ -159,9 +159,9 @@ class Siamese(nn.Module):
 
 
 def build_models(cfg: Config) -> tuple[Generator, Critic, Siamese]:
-    """G, D and S for ``cfg`` (``features.n_mels``, ``model.*``); D sees crops of 3 * L frames."""
+    """G, D and S for ``cfg`` (``features.n_mels``, ``model.*``); D sees whole training crops."""
     n_mels, m = cfg.features.n_mels, cfg.model
     gen = Generator(n_mels, m.generator_channels, spectral_norm=m.spectral_norm)
-    critic = Critic(n_mels, 3 * m.chunk_frames, m.critic_channels, spectral_norm=m.spectral_norm)
+    critic = Critic(n_mels, m.crop_chunks * m.chunk_frames, m.critic_channels, spectral_norm=m.spectral_norm)
     siam = Siamese(n_mels, m.chunk_frames, m.siamese_channels, m.vec_len)
     return gen, critic, siam

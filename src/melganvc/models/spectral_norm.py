@@ -3,6 +3,8 @@ plain inference copy without the parametrisation (conversion, ONNX export)."""
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 import torch
 from torch import nn
 
@@ -29,11 +31,13 @@ def remove_spectral_norm(module: nn.Module) -> nn.Module:
     return module
 
 
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
 SN_VECTORS = ("._u", "._v")  # state-dict suffixes of the power-iteration vectors
 
 
 @torch.no_grad()
-def settle_spectral_norm(module: nn.Module, iterations: int = 1) -> nn.Module:
+def settle_spectral_norm(module: ModuleT, iterations: int = 1) -> ModuleT:
     """Run power iterations on every spectral-norm layer's own weight, in place.
 
     The stored vectors ``u, v`` define the sigma that eval mode divides by. They must belong to
@@ -42,9 +46,10 @@ def settle_spectral_norm(module: nn.Module, iterations: int = 1) -> nn.Module:
     20k GPU steps), and an old checkpoint's vectors are repaired by a few dozen iterations.
     """
     for sub in module.modules():
-        for p in getattr(getattr(sub, "parametrizations", None), "weight", ()):
+        weight_parametrizations: Any = getattr(getattr(sub, "parametrizations", None), "weight", ())
+        for p in weight_parametrizations:
             if hasattr(p, "_power_method"):  # torch's own iteration, as a training forward runs it
-                original = sub.parametrizations.weight.original
+                original = weight_parametrizations.original
                 p._power_method(p._reshape_weight_to_matrix(original), iterations)
     return module
 
@@ -68,7 +73,7 @@ def inference_copy(module: Generator | Critic | Siamese) -> nn.Module:
                     state[f"{name}.weight"] = sub.weight.detach().clone()
     finally:
         module.train(was_training)
-    hparams = dict(module.hparams)
+    hparams: dict[str, Any] = dict(module.hparams)  # int sizes and a bool flag
     if "spectral_norm" in hparams:
         hparams["spectral_norm"] = False
     plain = type(module)(**hparams)

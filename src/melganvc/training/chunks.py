@@ -1,14 +1,13 @@
 """Splitting mels into L-frame chunks for G and joining them back.
 
 Training: a 3·L crop becomes 3 chunks translated as one batch (chunk-major order, so chunk i of
-every sample is the slice ``[i*B:(i+1)*B]``) and joined for the critic. Inference: any length is
-padded to whole chunks, translated in batches, and cropped back.
+every sample is the slice ``[i*B:(i+1)*B]``) and joined for the critic. Inference of any length
+(conversion and the training log's samples alike) is ``models.chunk_stream.ChunkStream``.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 
 def split_chunks(mel: Tensor, chunk_frames: int) -> Tensor:
@@ -25,23 +24,3 @@ def join_chunks(chunks: Tensor, k: int) -> Tensor:
     total, n_mels, chunk_frames = chunks.shape
     batch = total // k
     return chunks.reshape(k, batch, n_mels, chunk_frames).permute(1, 2, 0, 3).reshape(batch, n_mels, k * chunk_frames)
-
-
-def pad_to_chunks(mel: Tensor, chunk_frames: int) -> Tensor:
-    """Right-pad ``(n_mels, T)`` to a whole number of chunks with silence (-1, the floor)."""
-    frames = mel.shape[-1]
-    target = max(1, -(-frames // chunk_frames)) * chunk_frames
-    return torch.nn.functional.pad(mel, (0, target - frames), value=-1.0)
-
-
-@torch.no_grad()
-def translate_chunks(generator: nn.Module, mel: Tensor, chunk_frames: int, batch_size: int = 64) -> Tensor:
-    """Translate ``(n_mels, T)`` of any length ≥ 1 frame; returns ``(n_mels, T)``.
-
-    Chunks go through G ``batch_size`` at a time so long inputs keep memory bounded.
-    """
-    frames = mel.shape[-1]
-    padded = pad_to_chunks(mel, chunk_frames)
-    chunks = split_chunks(padded.unsqueeze(0), chunk_frames)
-    out = torch.cat([generator(chunks[i : i + batch_size]) for i in range(0, len(chunks), batch_size)])
-    return join_chunks(out, len(chunks))[0, :, :frames]

@@ -1,7 +1,7 @@
 """Domain corpora: a folder of audio -> one cached, memory-mapped mel shard -> random crops.
 
 ``prepare`` runs once per domain (any depth, any format libsndfile reads). Training then samples
-random 3·L-frame crops straight from the memory map with one fancy-index per batch, so the data
+random crops (``model.crop_chunks`` · L frames) straight from the memory map with one fancy-index per batch, so the data
 path costs next to nothing and an hour of audio does not need an hour's worth of RAM.
 """
 

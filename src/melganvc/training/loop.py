@@ -13,6 +13,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,8 +24,8 @@ from melganvc.device import select_device, tune_for_training
 from melganvc.errors import UserError
 from melganvc.io.checkpoint import field_differences
 from melganvc.io.run_dir import RunDir
+from melganvc.models.chunk_stream import ChunkStream, resolve_overlap
 from melganvc.training import distributed as dist_utils
-from melganvc.training.chunks import translate_chunks
 from melganvc.training.data import (
     MelCorpus,
     PrepareReport,
@@ -36,7 +37,6 @@ from melganvc.training.data import (
     stale_reason,
 )
 from melganvc.training.step import (
-    CROP_CHUNKS,
     TrainState,
     build_state,
     sample_batch,
@@ -46,6 +46,10 @@ from melganvc.training.step import (
     try_resume,
 )
 
+if TYPE_CHECKING:
+    from melganvc.judges.naturalness import NaturalnessJudge
+    from melganvc.judges.speaker import SpeakerEncoder
+
 EVAL_MAX_FRAMES = 256  # ~3 s of 16 kHz speech per logged example
 # The judges are 16 kHz speech models (they resample their input): the speech presets (16 and
 # 8 kHz) are scored; above 16 kHz are the music presets, which they cannot judge.
@@ -54,7 +58,7 @@ JUDGE_MAX_RATE = 16000
 
 def prepare_domain(cfg: Config, source: Path, output: Path, progress: bool = True) -> PrepareReport:
     """Cache one domain for this config's crop length, printing counted skips."""
-    report = prepare(source, output, cfg.features, CROP_CHUNKS * cfg.model.chunk_frames,
+    report = prepare(source, output, cfg.features, cfg.model.crop_chunks * cfg.model.chunk_frames,
                      progress=progress)
     print_report(source, report)
     return report
@@ -69,7 +73,7 @@ def training_corpora(cfg: Config, sources: tuple[Path, Path], run_dir: Path,
     Both sources are checked before either is prepared, so a typo in ``--b`` fails at once and
     never trains on what an earlier run left in the cache.
     """
-    min_frames = CROP_CHUNKS * cfg.model.chunk_frames
+    min_frames = cfg.model.crop_chunks * cfg.model.chunk_frames
     described = [None if is_prepared(path) else describe_source(path, min_frames)
                  for path in sources]
     origins = [corpus_origin(path) for path in sources]
@@ -97,7 +101,7 @@ def config_differences(run: Config, requested: Config) -> list[str]:
 
 
 def open_corpora(cfg: Config, a: Path, b: Path) -> tuple[MelCorpus, MelCorpus]:
-    crop = CROP_CHUNKS * cfg.model.chunk_frames
+    crop = cfg.model.crop_chunks * cfg.model.chunk_frames
     return MelCorpus(a, cfg.features, crop), MelCorpus(b, cfg.features, crop)
 
 
@@ -125,8 +129,8 @@ class SampleJudges:
     def __init__(self, references: list[torch.Tensor]) -> None:
         self.references = references
         self.disabled = False
-        self.naturalness = None
-        self.encoder = None
+        self.naturalness: NaturalnessJudge | None = None
+        self.encoder: SpeakerEncoder | None = None
         self.centroid: np.ndarray | None = None
 
     def _load(self, inverter, device: torch.device, sample_rate: int) -> bool:
@@ -156,6 +160,9 @@ class SampleJudges:
             return
         from melganvc.judges.speaker import cosine
 
+        # _load sets all three, or disables the judges (an error there ends the run)
+        assert self.naturalness is not None and self.encoder is not None
+        assert self.centroid is not None
         mos = [self.naturalness.score(w, sample_rate) for w in waves]
         sim = [cosine(self.encoder.embed(w, sample_rate), self.centroid) for w in waves]
         for tag, values in (("judge/naturalness", mos), ("judge/similarity_b", sim)):
@@ -172,10 +179,12 @@ def log_samples(state: TrainState, writer, examples: list[torch.Tensor],
     was_training = generator.training
     generator.eval()
     inverter = Inverter(state.cfg.features, state.cfg.inversion).to(state.device)
-    rate = state.cfg.features.sample_rate
+    rate, chunk_frames = state.cfg.features.sample_rate, state.cfg.model.chunk_frames
+    overlap = resolve_overlap(None, chunk_frames)  # conversion's default: samples sound like it
     waves = []
     for i, mel in enumerate(examples):
-        fake = translate_chunks(generator, mel.to(state.device), state.cfg.model.chunk_frames)
+        chunks = ChunkStream(generator, mel.shape[0], chunk_frames, overlap, device=state.device)
+        fake = chunks.run(mel.to(state.device))
         writer.add_image(f"mel/{i}_source", mel_image(mel), state.step)
         writer.add_image(f"mel/{i}_converted", mel_image(fake), state.step)
         with torch.no_grad():

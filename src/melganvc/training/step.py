@@ -1,8 +1,9 @@
 """Training: one state object, one batch step, one loop (nanoGPT-style readable, DAC-style keys).
 
 Schedule (method.md): the critic steps on every batch; G and S step together on every
-``gupt``-th batch with loss adv + travel·(TraVeL + margin) + identity·id. A 3·L crop of A is
-split into 3 chunks, translated as one batch, joined, and judged whole by the critic.
+``gupt``-th batch with loss adv + travel·(TraVeL + margin) + identity·id. A crop of A
+(``model.crop_chunks`` chunks of L frames, 3 by default) is split into its chunks, translated as
+one batch, joined, and judged whole by the critic.
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ from melganvc.training.losses import (
     margin_loss,
     travel_loss,
 )
-
-CROP_CHUNKS = 3  # chunks per training crop (method.md: crops of 3·L frames)
 
 
 @dataclass
@@ -84,7 +83,8 @@ def generator_losses(state: TrainState, chunks_a: Tensor, fake_chunks: Tensor, d
                      real_b: Tensor) -> dict[str, Tensor]:
     """Adversarial, TraVeL (chunks 1 and 3 of each crop), margin and identity losses."""
     cfg, batch = state.cfg, real_b.shape[0]
-    first, last = slice(0, batch), slice((CROP_CHUNKS - 1) * batch, CROP_CHUNKS * batch)
+    k = cfg.model.crop_chunks
+    first, last = slice(0, batch), slice((k - 1) * batch, k * batch)
     s_a1, s_a2 = state.siamese(chunks_a[first]), state.siamese(chunks_a[last])
     s_g1, s_g2 = state.siamese(fake_chunks[first]), state.siamese(fake_chunks[last])
     losses = {
@@ -116,12 +116,12 @@ def critic_scores(state: TrainState, real_a: Tensor, real_b: Tensor, update_gs: 
     seen = augment_crops if state.cfg.train.critic_augment else (lambda crops: crops)
     if update_gs:
         fake_chunks = state.generator(chunks_a)
-        fake = join_chunks(fake_chunks, CROP_CHUNKS)
+        fake = join_chunks(fake_chunks, state.cfg.model.crop_chunks)
         return (chunks_a, fake_chunks, state.critic(seen(real_b)).float(),
                 state.critic(seen(fake)).float())
     with torch.no_grad():
         fake_chunks = state.generator(chunks_a)
-    crops = torch.cat([real_b, join_chunks(fake_chunks, CROP_CHUNKS)])
+    crops = torch.cat([real_b, join_chunks(fake_chunks, state.cfg.model.crop_chunks)])
     scores = state.critic(seen(crops)).float()
     return chunks_a, fake_chunks, scores[:batch], scores[batch:]
 
@@ -184,7 +184,7 @@ def sample_batch(state: TrainState, corpus_a: Any, corpus_b: Any) -> tuple[Tenso
 # --- checkpoints ---------------------------------------------------------------------------
 
 def state_payload(state: TrainState) -> dict[str, Any]:
-    payload = {
+    payload: dict[str, Any] = {
         "config": to_dict(state.cfg),
         "step": state.step,
         "models": {"generator": state.generator.state_dict(), "critic": state.critic.state_dict(),
