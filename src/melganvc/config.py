@@ -91,12 +91,31 @@ class InversionConfig:
 
 
 @dataclass(frozen=True)
+class ConversionConfig:
+    """How a trained model is applied. Unlike features and model these may change at conversion
+    time (``Converter`` options, ``melganvc convert --overlap`` / ``--set conversion.*``); a
+    run's TensorBoard samples use them too, so they sound like ``convert``."""
+
+    # chunk overlap: a fraction of a chunk (0 < f <= 0.5) or frames (>= 1); 0: back-to-back
+    # chunks (the reference). Half a chunk with a raised-cosine cross-fade scored the best seams
+    # (benchmarks/convert.py, evaluation/seams.py) at 2x the generator work.
+    overlap: float = 0.5
+    fade: str = "cosine"  # cross-fade of overlapping chunks: cosine | linear
+    batch_size: int = 64  # chunks per generator call (bounds memory on long inputs)
+    match_loudness: bool = True  # the output level follows the input's
+    normalize_input: bool = True  # the features see the input at the level of speech corpora
+    block_frames: int = 1024  # offline inversion blocks of long inputs (frames)
+    block_overlap: int = 48  # frames shared by neighbouring inversion blocks
+
+
+@dataclass(frozen=True)
 class Config:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     inversion: InversionConfig = field(default_factory=InversionConfig)
+    conversion: ConversionConfig = field(default_factory=ConversionConfig)
 
     def validate(self) -> Config:
         f, m = self.features, self.model
@@ -112,7 +131,19 @@ class Config:
             raise ConfigError("train: gupt and batch_size must be >= 1")
         if self.inversion.method not in ("gl", "grad"):
             raise ConfigError("inversion.method must be 'gl' or 'grad'")
+        self._validate_conversion()
         return self
+
+    def _validate_conversion(self) -> None:
+        c, half = self.conversion, self.model.chunk_frames // 2
+        if c.fade not in ("cosine", "linear"):
+            raise ConfigError(f"conversion.fade must be 'cosine' or 'linear', got {c.fade!r}")
+        if c.overlap < 0 or not (c.overlap <= 0.5 or (c.overlap.is_integer() and c.overlap <= half)):
+            raise ConfigError(f"conversion.overlap must be a fraction of a chunk up to 0.5 or "
+                              f"0..{half} frames (half a chunk), got {c.overlap:g}")
+        if c.batch_size < 1 or c.block_frames < 1 or not 0 <= c.block_overlap < c.block_frames:
+            raise ConfigError("conversion: need batch_size >= 1, block_frames >= 1 and "
+                              "0 <= block_overlap < block_frames")
 
 
 # Presets keep a chunk spanning about the same time (24 * 192 / 16 kHz = 0.29 s) and put the

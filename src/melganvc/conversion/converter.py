@@ -24,7 +24,7 @@ the input's length. Written files carry a provenance tag (``audio.PROVENANCE``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -70,27 +70,44 @@ SETTLE_ITERATIONS = 100  # power iterations per spectral-norm layer when loading
 
 
 
-def _with_inversion(cfg: Config, inversion: Any) -> Config:
+InversionSetting = InversionConfig | Mapping[str, Any] | str | Sequence[str] | None
+
+
+def with_inversion(cfg: Config, inversion: InversionSetting) -> Config:
     """Apply an inversion setting: an ``InversionConfig``, a dict of its fields, or override
-    strings (``"gl_iters=4"`` or ``"inversion.gl_iters=4"``)."""
+    strings (``"gl_iters=4"``, ``"inversion.gl_iters=4"``; ``"conversion.*"`` too, the other
+    section a conversion may change)."""
     if inversion is None:
         return cfg
     if isinstance(inversion, InversionConfig):
         return replace(cfg, inversion=inversion).validate()
-    if isinstance(inversion, dict):
-        return from_dict({"inversion": inversion}, base=cfg)
-    if isinstance(inversion, str):
-        inversion = [inversion]
+    if isinstance(inversion, Mapping):
+        return from_dict({"inversion": dict(inversion)}, base=cfg)
     items = []
-    for item in inversion:
+    for item in [inversion] if isinstance(inversion, str) else inversion:
         key = str(item).partition("=")[0].strip()
         if "." not in key:
             item = f"inversion.{str(item).strip()}"
-        elif not key.startswith("inversion."):
-            raise ConfigError(f"'{item}': only inversion.* settings can change at conversion time "
-                              "(features and model are fixed by the checkpoint)")
+        elif not key.startswith(("inversion.", "conversion.")):
+            raise ConfigError(f"'{item}': only inversion.* and conversion.* settings can change "
+                              "at conversion time (features and model are fixed by the checkpoint)")
         items.append(item)
     return apply_overrides(cfg, items)
+
+
+def with_conversion(cfg: Config, chunk_frames: int, **changes: Any) -> Config:
+    """``cfg`` with the given ``ConversionConfig`` fields changed (``None``: keep); ``overlap``
+    may also be a string (``"reference"``, ``"8"``), resolved to frames."""
+    given = {k: v for k, v in changes.items() if v is not None}
+    if "overlap" in given:
+        given["overlap"] = float(resolve_overlap(given["overlap"], chunk_frames))
+    if not given:
+        return cfg
+    try:
+        conversion = replace(cfg.conversion, **given)
+    except TypeError as exc:
+        raise TypeError(f"unknown conversion option ({exc})") from None
+    return replace(cfg, conversion=conversion).validate()
 
 
 def load_generator(cfg: Config, state: dict[str, Tensor]) -> nn.Module:
@@ -116,37 +133,34 @@ class Converter:
     """A generator plus everything needed to turn audio or mels into converted audio.
 
     ``Converter(generator, config)`` takes any module mapping ``(batch, n_mels, L)`` mels to
-    the same shape; ``from_checkpoint`` is the usual way in. Options: ``overlap`` (frames, a
-    fraction of a chunk, or 0 for the reference), ``fade`` (``"cosine"``/``"linear"``),
-    ``batch_size`` (chunks per G call), ``match_loudness``, ``normalize_input`` (bring the
-    input to ``streaming.INPUT_LEVEL_DBFS`` before the features, so quiet recordings convert as
-    well as loud ones; the output level still follows the input), ``block_frames``/``block_overlap``
-    (inversion blocks for offline use; ``None`` = the ``Inverter`` defaults), ``inversion`` (see
-    ``from_checkpoint``).
+    the same shape; ``from_checkpoint`` is the usual way in. How the model is applied is the
+    config's ``conversion`` section (``ConversionConfig``: overlap, fade, batch_size,
+    match_loudness, normalize_input, block_frames, block_overlap); the keyword options of the
+    same names change it for this converter (``None``: keep), and ``inversion`` changes the
+    ``inversion`` section (see ``from_checkpoint``). ``self.config`` is what is in force.
     """
 
-    def __init__(self, generator: nn.Module, config: Config, *, inversion: Any = None,
-                 device: str | torch.device = "cpu", overlap: float | str | None = None,
-                 fade: str = "cosine", batch_size: int = 64, match_loudness: bool = True,
-                 normalize_input: bool = True, block_frames: int | None = None,
+    def __init__(self, generator: nn.Module, config: Config, *,
+                 inversion: InversionSetting = None, device: str | torch.device = "cpu",
+                 overlap: float | str | None = None, fade: str | None = None,
+                 batch_size: int | None = None, match_loudness: bool | None = None,
+                 normalize_input: bool | None = None, block_frames: int | None = None,
                  block_overlap: int | None = None) -> None:
-        self.config = _with_inversion(config, inversion)
+        cfg = with_inversion(config, inversion)
+        self.config = with_conversion(
+            cfg, cfg.model.chunk_frames, overlap=overlap, fade=fade, batch_size=batch_size,
+            match_loudness=match_loudness, normalize_input=normalize_input,
+            block_frames=block_frames, block_overlap=block_overlap)
         self.device = select_device(device)
         self.generator = generator.to(self.device).eval()
         self.mel = MelSpectrogram(self.config.features).to(self.device)
-        self.overlap = resolve_overlap(overlap, self.config.model.chunk_frames)
-        if fade not in ("cosine", "linear"):
-            raise ConfigError(f"fade must be 'cosine' or 'linear', got {fade!r}")
-        self.fade = fade
-        self.batch_size = int(batch_size)
-        self.match_loudness = bool(match_loudness)
-        self.normalize_input = bool(normalize_input)
-        self.block_frames, self.block_overlap = block_frames, block_overlap
+        self.source = "in-memory generator"
         self._inverters: dict[tuple[int | None, int | None], Inverter] = {}
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto",
-                        use_ema: bool = True, inversion: Any = None, **options: Any) -> Converter:
+                        use_ema: bool = True, inversion: InversionSetting = None,
+                        **options: Any) -> Converter:
         """Load G from a run folder or checkpoint file (training or generator-only).
 
         Uses the EMA generator when the checkpoint has one and ``use_ema``. ``inversion``
@@ -159,7 +173,7 @@ class Converter:
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any], device: str | torch.device = "auto",
-                     use_ema: bool = True, inversion: Any = None, source: str = "checkpoint",
+                     use_ema: bool = True, inversion: InversionSetting = None, source: str = "checkpoint",
                      **options: Any) -> Converter:
         """Like ``from_checkpoint`` for an already loaded checkpoint dict."""
         cfg = checkpoint_config(payload)
@@ -173,25 +187,18 @@ class Converter:
         return conv
 
     def with_options(self, **options: Any) -> Converter:
-        """A converter sharing this one's generator (and inverters, when the inversion settings
-        stay) with some options changed: ``conv.with_options(overlap=0)``."""
-        current: dict[str, Any] = {
-            "device": self.device, "overlap": self.overlap, "fade": self.fade,
-            "batch_size": self.batch_size, "match_loudness": self.match_loudness,
-            "normalize_input": self.normalize_input,
-            "block_frames": self.block_frames, "block_overlap": self.block_overlap}
-        unknown = set(options) - set(current) - {"inversion"}
-        if unknown:
-            raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        other = Converter(self.generator, self.config, **(current | options))
-        if other.config == self.config and other.device == self.device:
+        """A converter sharing this one's generator (and inverters, when the features and
+        inversion settings stay) with some options changed: ``conv.with_options(overlap=0)``.
+        The options are ``Converter``'s; unset ones keep this converter's values."""
+        other = Converter(self.generator, self.config, **({"device": self.device} | options))
+        same = (other.config.features, other.config.inversion) == \
+            (self.config.features, self.config.inversion)
+        if same and other.device == self.device:
             other._inverters = self._inverters
         other.source = self.source
         return other
 
     # --- properties ---------------------------------------------------------------------------
-
-    source: str = "in-memory generator"
 
     @property
     def sample_rate(self) -> int:
@@ -205,6 +212,27 @@ class Converter:
     @property
     def inversion(self) -> InversionConfig:
         return self.config.inversion
+
+    @property
+    def overlap(self) -> int:
+        """Chunk overlap in frames."""
+        return resolve_overlap(self.config.conversion.overlap, self.chunk_frames)
+
+    @property
+    def fade(self) -> str:
+        return self.config.conversion.fade
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.conversion.batch_size
+
+    @property
+    def match_loudness(self) -> bool:
+        return self.config.conversion.match_loudness
+
+    @property
+    def normalize_input(self) -> bool:
+        return self.config.conversion.normalize_input
 
     # --- conversion ---------------------------------------------------------------------------
 
@@ -248,8 +276,9 @@ class Converter:
         return StreamingConverter(stages, sample_rate, input_gain=input_gain)
 
     def _offline_stream(self, sample_rate: int, gain: float = 1.0) -> StreamingConverter:
-        return self.stream(sample_rate, block_frames=self.block_frames,
-                           overlap_frames=self.block_overlap, input_gain=gain)
+        conversion = self.config.conversion
+        return self.stream(sample_rate, block_frames=conversion.block_frames,
+                           overlap_frames=conversion.block_overlap, input_gain=gain)
 
     def input_gain(self, blocks: Any, sample_rate: int) -> float:
         """The gain ``convert`` applies before the features for this audio (``blocks``: an

@@ -30,7 +30,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from melganvc.config import FeatureConfig, InversionConfig
+from melganvc.config import ConversionConfig, FeatureConfig, InversionConfig
 from melganvc.dsp.griffin_lim import FrameSTFT, peak_phase, project_magnitude, unit_phase
 from melganvc.dsp.mel import MelSpectrogram, frames_to_samples
 
@@ -47,7 +47,8 @@ class Inverter(nn.Module):
     nnls_step: Tensor  # a buffer, declared for the type checker
 
     def __init__(self, features: FeatureConfig, inversion: InversionConfig | None = None, *,
-                 block_frames: int = 1024, overlap_frames: int = 48) -> None:
+                 block_frames: int = ConversionConfig.block_frames,
+                 overlap_frames: int = ConversionConfig.block_overlap) -> None:
         super().__init__()
         if features.n_fft % 2:
             raise ValueError("inversion needs an even n_fft")

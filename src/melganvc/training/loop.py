@@ -180,10 +180,12 @@ def log_samples(state: TrainState, writer, examples: list[torch.Tensor],
     generator.eval()
     inverter = Inverter(state.cfg.features, state.cfg.inversion).to(state.device)
     rate, chunk_frames = state.cfg.features.sample_rate, state.cfg.model.chunk_frames
-    overlap = resolve_overlap(None, chunk_frames)  # conversion's default: samples sound like it
+    conversion = state.cfg.conversion  # as `convert` applies the model: samples sound like it
+    overlap = resolve_overlap(conversion.overlap, chunk_frames)
     waves = []
     for i, mel in enumerate(examples):
-        chunks = ChunkStream(generator, mel.shape[0], chunk_frames, overlap, device=state.device)
+        chunks = ChunkStream(generator, mel.shape[0], chunk_frames, overlap, conversion.fade,
+                             conversion.batch_size, state.device)
         fake = chunks.run(mel.to(state.device))
         writer.add_image(f"mel/{i}_source", mel_image(mel), state.step)
         writer.add_image(f"mel/{i}_converted", mel_image(fake), state.step)

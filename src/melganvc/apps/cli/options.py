@@ -68,7 +68,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                                      "0 for the reference (back-to-back chunks); default 0.5")
     add_inversion_args(p, "checkpoint")
     p.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="inversion.FIELD=VALUE", help="override an inversion setting")
+                   metavar="SECTION.FIELD=VALUE",
+                   help="override an inversion.* or conversion.* setting (repeatable)")
 
 
 def load_converter(args: argparse.Namespace) -> Converter:
