@@ -29,9 +29,10 @@ test: $(STAMP)
 # The numeric tests again with PyTorch's kernels forced to older instruction sets (scalar ATen,
 # SSE MKL and oneDNN): other float32 rounding, as on another CPU. A tolerance tuned to one
 # machine's kernels fails here instead of on a user's machine.
-KERNEL_TESTS := tests/test_invert.py tests/test_features.py tests/test_models.py \
-	tests/test_streaming.py tests/test_convert.py tests/test_onnx.py tests/test_train.py \
-	tests/test_hostile_api.py tests/test_chunks.py tests/test_losses.py
+KERNEL_TESTS := tests/dsp/test_inversion.py tests/dsp/test_mel.py tests/models/test_networks.py \
+	tests/conversion/test_pipeline.py tests/conversion/test_converter.py \
+	tests/conversion/test_export.py tests/training/test_step.py tests/e2e/test_hostile_api.py \
+	tests/models/test_chunk_stream.py tests/training/test_losses.py
 test-kernels: $(STAMP)
 	ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41 \
 		$(PY) -m pytest -q -p no:cacheprovider $(KERNEL_TESTS)

@@ -14,7 +14,8 @@ from melganvc.io.checkpoint import save_checkpoint
 from melganvc.models.networks import build_models
 from melganvc.training.data import prepare
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def shared_path(*parts: str) -> Path:

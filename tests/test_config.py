@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from melganvc.config import (
     Config,
@@ -66,7 +67,7 @@ def test_bad_config_files_name_the_problem(tmp_path: Path) -> None:
 
 
 def test_shipped_configs_load() -> None:
-    root = Path(__file__).resolve().parents[1] / "configs"
+    root = REPO / "configs"
     assert load_config(root / "default.toml") == Config()
     for path in root.glob("*.toml"):
         load_config(path)

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import make_checkpoint, speech_like
+from conftest import REPO, make_checkpoint, speech_like
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 ARTIFACTS = ROOT / "test-artifacts"
 # Headless as root in a closed network: no sandbox, and none of Chromium's background traffic.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

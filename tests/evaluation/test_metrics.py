@@ -7,11 +7,10 @@ scope); VCC2016 tests skip with the reason when ../shared/data is not beside the
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import speech_like
+from conftest import SHARED_DATA, speech_like
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,7 +33,7 @@ from melganvc.judges.text import normalize_text, number_words
 from melganvc.judges.waves import wave_key
 
 SR = 16000
-VCC = Path(__file__).resolve().parents[2] / "shared" / "data" / "vcc2016"
+VCC = SHARED_DATA / "vcc2016"
 needs_vcc = pytest.mark.skipif(not VCC.is_dir(), reason=f"VCC2016 data not present at {VCC}")
 
 

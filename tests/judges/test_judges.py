@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import make_checkpoint, shared_path, speech_like
+from conftest import REPO, make_checkpoint, shared_path, speech_like
 
 from melganvc.apps.cli import main
 from melganvc.config import preset_config
@@ -36,7 +36,7 @@ from melganvc.judges.whisper import (
 )
 
 SR = 16000
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 def vcc(speaker: str, utterance: str) -> np.ndarray:

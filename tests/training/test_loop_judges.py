@@ -7,7 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from test_train import tiny
+from test_step import tiny
 
 from melganvc.io.checkpoint import load_checkpoint
 from melganvc.training.loop import SampleJudges, fit

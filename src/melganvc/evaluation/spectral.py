@@ -123,7 +123,7 @@ def spectral_features(wave: np.ndarray, cfg: SpectralConfig = SpectralConfig()) 
 
 # librosa tries the steps in this order and keeps the first of equal accumulated costs: the
 # diagonal, then (1, 0), then (0, 1), as the hand-written DTW this replaced did, so the paths
-# (and MCD/LSD) are the same (tests/test_metrics.py: recorded values, brute-force optimum).
+# (and MCD/LSD) are the same (tests/evaluation/test_metrics.py: recorded values, brute-force optimum).
 # The accumulated costs are bit-identical too (min(a, b) + c == min(a + c, b + c) in floating
 # point); only where two predecessors differ by less than one ulp of their sum with the local
 # cost could librosa call a tie that the old code broke the other way: both paths then cost the
