@@ -14,8 +14,9 @@ from torch import nn
 
 from melganvc.apps.cli import main
 from melganvc.config import ConfigError, apply_overrides, preset_config
-from melganvc.conversion.converter import Converter, load_generator
+from melganvc.conversion.converter import Converter
 from melganvc.conversion.export import save_generator
+from melganvc.conversion.loading import load_generator
 from melganvc.evaluation.seams import seam_score
 from melganvc.io.audio import load, read_comment
 from melganvc.io.checkpoint import CheckpointError, load_checkpoint

@@ -29,7 +29,7 @@ import pytest
 import soundfile as sf
 from conftest import make_checkpoint, speech_like
 
-from melganvc.apps import webui
+from melganvc.apps import uploads, webui
 from melganvc.apps.catalog import Catalog
 from melganvc.apps.service import ConversionService, Limits
 from melganvc.errors import UserError
@@ -200,11 +200,11 @@ def test_client_urls_are_never_fetched(site: Site, counting_http_server: tuple[s
     assert fetches == [], "the server tried to download a URL the client named"
     assert hits == []
     assert site.results() == before
-    assert answers == [("error", webui.NOT_UPLOADED)] * len(payloads)
+    assert answers == [("error", uploads.NOT_UPLOADED)] * len(payloads)
     # Marked as a stream, Gradio leaves the path alone: the handler refuses it instead.
     event, outputs = call(site.base, "convert", site.model,
                           file_data(f"{local}/voice.wav", is_stream=True), "gl", "fast")
-    assert (event, outputs[-1]) == ("complete", f"**Error:** {webui.NOT_UPLOADED}")
+    assert (event, outputs[-1]) == ("complete", f"**Error:** {uploads.NOT_UPLOADED}")
     assert fetches == [] and hits == [] and site.results() == before
 
 
@@ -226,16 +226,16 @@ def test_server_paths_are_never_read(site: Site, where: str) -> None:
 def test_guard_writes_no_stub_files(site: Site) -> None:
     """Subclassing a Gradio component makes Gradio write ``<module>.pyi`` beside the source
     (into the package when installed): the guard must not be a subclass."""
-    assert not Path(webui.__file__).with_suffix(".pyi").exists()
+    assert not any(Path(m.__file__).with_suffix(".pyi").exists() for m in (webui, uploads))
 
 
 def test_upload_only_checks() -> None:
     folder = Path("/srv/cache").resolve()
-    assert webui.uploaded_file(folder / "ab" / "x.wav", folder) == folder / "ab" / "x.wav"
+    assert uploads.uploaded_file(folder / "ab" / "x.wav", folder) == folder / "ab" / "x.wav"
     for bad in ("http://x/y.wav", "file:///srv/cache/ab/x.wav", "//host/share/x.wav",
                 str(folder), str(folder / ".." / "etc" / "x"), "", None, 3, {"path": "x"}):
         with pytest.raises(UserError, match="only audio uploaded"):
-            webui.uploaded_file(bad, folder)
+            uploads.uploaded_file(bad, folder)
 
 
 # --- 3. messages name models, not server paths ---------------------------------------------
@@ -276,7 +276,7 @@ def test_uploads_are_deleted_once_converted_or_refused(site: Site, tmp_path: Pat
         assert site.service.workdir.resolve() in stored.resolve().parents  # a private cache
         event, outputs = call(site.base, "convert", site.model, file_data(str(stored)), "gl",
                               "fast")  # pressing Convert again: a clear message
-        assert outputs[-1] == f"**Error:** {webui.UPLOAD_GONE}"
+        assert outputs[-1] == f"**Error:** {uploads.UPLOAD_GONE}"
     frequency, age = site.app.delete_cache  # what is never converted goes within minutes
     assert frequency <= 60 and age <= 900
 

@@ -22,26 +22,27 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import shutil
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from melganvc.apps.service import METHODS, QUALITIES, ConversionService, log
+from melganvc.apps.service import METHODS, QUALITIES, ConversionService
+from melganvc.apps.uploads import (
+    UPLOAD_GONE,
+    UPLOADS,
+    accept_only_uploads,
+    discard_upload,
+    upload_folder,
+    uploaded_file,
+)
 from melganvc.errors import UserError
 
 CACHE_TTL_S = 900  # Gradio deletes the files it holds once they are this old ...
 CACHE_SWEEP_S = 60  # ... looking this often
-UPLOADS = "uploads"  # Gradio's cache (GRADIO_TEMP_DIR) inside the service's work folder
-NOT_UPLOADED = "only audio uploaded to this page is accepted (not links or server paths)"
-UPLOAD_GONE = ("the upload is no longer on the server (uploads are deleted once converted); "
-               "upload or record it again")
-_URL = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]+:|//|\\\\)")  # a scheme, or a network path
-
 HEADER = """# melganvc
 Convert speech or music from one domain to another with a MelGAN-VC model.
 Upload a file or record from the microphone, pick a model, press **Convert**."""
@@ -57,83 +58,24 @@ def _import_gradio():
     return gr
 
 
-def upload_folder() -> Path:
-    """Where Gradio keeps uploads (its ``GRADIO_TEMP_DIR``; ``serve`` sets a private one)."""
-    from gradio.utils import get_upload_folder
-
-    return Path(get_upload_folder()).resolve()
-
-
-def uploaded_file(value: Any, folder: Path) -> Path:
-    """``value`` as a path inside ``folder`` (links resolved), the only place uploads are;
-    ``UserError(NOT_UPLOADED)`` for anything else: URLs, other server paths, non-strings.
-    Pure string work: nothing is fetched or opened."""
-    text = str(value) if isinstance(value, (str, Path)) else ""
-    if not text or _URL.match(text) or "\x00" in text:
-        raise UserError(NOT_UPLOADED)
-    path = Path(text).resolve()
-    if folder.resolve() not in path.parents:
-        raise UserError(NOT_UPLOADED)
-    return path
-
-
-def discard_upload(value: Any, folder: Path) -> None:
-    """Delete an upload (and its per-upload folder) once it has been used; anything outside
-    ``folder`` is left alone."""
-    try:
-        path = uploaded_file(value, folder)
-    except UserError:
-        return
-    path.unlink(missing_ok=True)
-    parent = path.parent
-    if parent != folder.resolve():
-        with contextlib.suppress(OSError):  # not empty (another upload): keep it
-            parent.rmdir()
-
-
-def accept_only_uploads(component: Any, gr: Any) -> None:
-    """Make an input ``component`` refuse a value not uploaded to this server *before* Gradio
-    acts on it. Gradio hands each input file to the component's
-    ``*move_resource_to_block_cache``, which downloads a URL (SSRF: a client names an address
-    only the server can reach) or copies a path; ``preprocess`` comes after that, too late.
-    Patched on the instance: a ``gr.Audio`` subclass would make Gradio write a ``.pyi`` stub
-    next to this module (in the source tree or the installed package)."""
-    move_async = component.async_move_resource_to_block_cache
-    move = component.move_resource_to_block_cache
-
-    def only_uploaded(value: Any) -> Any:
-        if value is None:
-            return None
-        try:
-            return str(uploaded_file(value, upload_folder()))
-        except UserError as exc:
-            log(f"refused an input that was not uploaded: {str(value)[:200]!r}")
-            raise gr.Error(str(exc), print_exception=False) from None
-
-    async def guarded_async(url_or_file_path: Any) -> Any:
-        return await move_async(only_uploaded(url_or_file_path))
-
-    def guarded(url_or_file_path: Any) -> Any:
-        return move(only_uploaded(url_or_file_path))
-
-    component.async_move_resource_to_block_cache = guarded_async
-    component.move_resource_to_block_cache = guarded
-
-
-def _handlers(service: ConversionService, gr: Any) -> SimpleNamespace:
-    """The page's callbacks. Gradio names each HTTP endpoint after its function
-    (``/describe``), so the names are part of the page's interface."""
-
-    def user_errors(fn):
-        """Show ``UserError``s as a message on the page instead of a generic failure. Keeps
-        ``fn``'s name: Gradio names the HTTP endpoint after it (``/describe``)."""
+def _shows_user_errors(gr: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator showing ``UserError``s as a message on the page instead of a generic
+    failure. Keeps the function's name: Gradio names the HTTP endpoint after it."""
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
-        def wrapped(*args: Any):
+        def wrapped(*args: Any) -> Any:
             try:
                 return fn(*args)
             except UserError as exc:
                 raise gr.Error(str(exc), print_exception=False) from None
         return wrapped
+    return decorate
+
+
+def _handlers(service: ConversionService, gr: Any) -> SimpleNamespace:
+    """The page's callbacks. Gradio names each HTTP endpoint after its function
+    (``/describe``), so the names are part of the page's interface."""
+    user_errors = _shows_user_errors(gr)
 
     def convert(model: str, upload: str | None, method: str, quality: str):
         """Outputs: result audio, two mel images, download button, status line. A user mistake
