@@ -18,7 +18,8 @@ from melganvc.conversion.converter import Converter
 from melganvc.conversion.export import save_generator
 from melganvc.conversion.loading import load_generator
 from melganvc.evaluation.seams import seam_score
-from melganvc.io.audio import load, read_comment
+from melganvc.io.audio import load
+from melganvc.io.audio_writer import read_comment
 from melganvc.io.checkpoint import CheckpointError, load_checkpoint
 from melganvc.models.chunk_stream import resolve_overlap
 from melganvc.models.networks import Generator

@@ -30,7 +30,7 @@ from conftest import speech_like
 from melganvc.apps.cli import main
 from melganvc.config import preset_config, to_dict
 from melganvc.errors import AudioError
-from melganvc.io.audio import AudioWriter
+from melganvc.io.audio_writer import AudioWriter
 from melganvc.io.checkpoint import load_checkpoint, save_checkpoint
 from melganvc.models.networks import build_models
 from melganvc.training.data import INDEX, SHARD

@@ -248,7 +248,7 @@ def test_resynth_unwritable_output(corpus: Path, tmp_path: Path, capsys) -> None
 def test_write_failures_are_audio_errors(stage: str, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A full disk (simulated) mid-write or at close: one AudioError, no file, no temp file."""
-    from melganvc.io.audio import save
+    from melganvc.io.audio_writer import save
 
     def full(*args, **kwargs) -> None:
         raise RuntimeError("No space left on device")

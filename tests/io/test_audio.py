@@ -5,7 +5,8 @@ import pytest
 import soundfile as sf
 
 from melganvc.errors import AudioError
-from melganvc.io.audio import AudioWriter, audio_info, iter_blocks, load, read_comment, save
+from melganvc.io.audio import audio_info, iter_blocks, load
+from melganvc.io.audio_writer import AudioWriter, read_comment, save
 
 
 def test_load_downmixes_and_resamples(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Conversion with a trained generator: mels, arrays, files of any length, ONNX export.
+"""Conversion with a trained generator: mels, arrays, files of any length.
 
 Usable from a notebook without the CLI::
 
@@ -6,7 +6,7 @@ Usable from a notebook without the CLI::
     conv = Converter.from_checkpoint("runs/a2b")            # run folder or checkpoint file
     out = conv.convert(wave, sr)                            # numpy in, numpy out, same rate
     conv.convert_file("in.flac", "out.wav")                 # hour-long files in bounded memory
-    with conv.stream(48000) as s:                           # real time, see streaming.py
+    with conv.stream(48000) as s:                           # real time, see pipeline.py
         y = s.push(block)
 
 How a mel is translated (``method.md``, "Inference"): G works on chunks of ``L`` frames on a
@@ -19,7 +19,7 @@ Any input of at least one frame works (short inputs are padded with silence and 
 Waveforms go through ``StreamingConverter``: features with exact STFT context at block edges,
 chunked G, block-wise inversion, a loudness match (RMS of the active part, peak capped at
 0.99 by gain, never clipped) and resampling back to the input rate. The output has exactly
-the input's length. Written files carry a provenance tag (``audio.PROVENANCE``).
+the input's length. Written files carry a provenance tag (``io.audio_writer.PROVENANCE``).
 """
 
 from __future__ import annotations
@@ -52,13 +52,8 @@ from melganvc.device import select_device
 from melganvc.dsp.inversion import Inverter
 from melganvc.dsp.loudness import LevelMeter, input_gain
 from melganvc.dsp.mel import FeatureStream, MelSpectrogram
-from melganvc.io.audio import (
-    AudioWriter,
-    as_mono_float32,
-    audio_info,
-    check_sample_rate,
-    iter_blocks,
-)
+from melganvc.io.audio import as_mono_float32, audio_info, check_sample_rate, iter_blocks
+from melganvc.io.audio_writer import AudioWriter
 from melganvc.io.checkpoint import (
     CheckpointError,
     checkpoint_config,

@@ -14,9 +14,7 @@ from melganvc.config import (
     to_dict,
 )
 from melganvc.conversion.converter import Converter
-from melganvc.io.audio import (
-    PROVENANCE,
-)
+from melganvc.io.audio_writer import PROVENANCE
 from melganvc.io.checkpoint import (
     load_checkpoint,
     save_checkpoint,

@@ -1,9 +1,6 @@
-"""Evaluation results -> ``report.json`` + a self-contained ``report.html``.
-
-``evaluate_systems`` scores several systems on the same utterances and returns the results
-dict (schema below); ``write_report`` writes it as JSON and as one HTML file with no external
-URL: tables, inline-SVG bar charts, base64-PNG spectrogram triptychs (source / converted /
-target, drawn by a small numpy PNG writer) and ``<audio>`` players with base64 WAV.
+"""Scoring: ``evaluate_systems`` scores several systems on the same utterances and returns the
+results dict (schema below); ``report_html.write_report`` writes it as ``report.json`` and as
+one self-contained HTML page.
 
 Results schema (``RESULTS_SCHEMA``)::
 

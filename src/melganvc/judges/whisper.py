@@ -151,7 +151,7 @@ class WhisperTranscriber:
     ``cpu_threads``: per call, default half the cores, at most 4; ``concurrency``: how many
     calls may run at once (CTranslate2 workers, default 2: the report transcribes on that many
     threads beside the other judges). Transcripts are normalised
-    (``metrics.normalize_text``) and cached per waveform; an empty or silent input gives ''
+    (``judges.text.normalize_text``) and cached per waveform; an empty or silent input gives ''
     (Whisper would invent a sentence). Whisper pads every window to 30 s, so a short utterance
     costs as much as a 30 s one: about 1.2 s of CPU for tiny.en on our 2-core machines."""
 

@@ -8,13 +8,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from melganvc.config import ConfigError
+from melganvc.config import ConfigError, ConversionConfig
 
-# Half-chunk overlap with a raised-cosine cross-fade: the best seam score (benchmarks/convert.py,
-# seams.py) on trained tiny models and VCC2016 speech: borders 2.8-3.0 without overlap, 0.90-0.97
-# with it (1.0 = no seam); overlaps of 4-8 frames score 0.91-1.01. Costs 2x the generator work
-# (end-to-end RTF 0.063 vs 0.055 on one CPU thread). 0 gives the reference behaviour.
-DEFAULT_OVERLAP = 0.5
+DEFAULT_OVERLAP = ConversionConfig.overlap  # why half a chunk: see ConversionConfig
 
 
 def resolve_overlap(overlap: float | str | None, chunk_frames: int) -> int:

@@ -61,7 +61,8 @@ def _setup_stream(p: argparse.ArgumentParser) -> None:
 
 def _stream(args: argparse.Namespace) -> int:
     from melganvc.conversion.batch import same_file
-    from melganvc.io.audio import AudioWriter, audio_info, iter_blocks
+    from melganvc.io.audio import audio_info, iter_blocks
+    from melganvc.io.audio_writer import AudioWriter
 
     if args.block_ms <= 0:
         raise UserError("--block-ms must be positive")

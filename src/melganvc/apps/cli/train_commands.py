@@ -34,7 +34,8 @@ def _resynth(args: argparse.Namespace) -> int:
     from melganvc.dsp.inversion import Inverter
     from melganvc.dsp.mel import MelSpectrogram
     from melganvc.errors import AudioError
-    from melganvc.io.audio import load, save
+    from melganvc.io.audio import load
+    from melganvc.io.audio_writer import save
 
     cfg = with_inversion_args(resolve_config(args), args)
     if same_file(args.input, args.output):

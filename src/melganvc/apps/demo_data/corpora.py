@@ -19,7 +19,7 @@ from melganvc.apps.demo_data.espeak import EspeakProcess, Speaker
 from melganvc.apps.demo_data.music import melody, render_melody
 from melganvc.apps.demo_data.sentences import SPLITS, sentence_stream
 from melganvc.errors import UserError
-from melganvc.io.audio import save
+from melganvc.io.audio_writer import save
 from melganvc.io.files import atomic_write_text
 
 MIN_SECONDS, MAX_SECONDS = 1.5, 4.0

@@ -1,6 +1,6 @@
 """Generators shipped inside the package: ``--ckpt demo-voice`` works with no training.
 
-Each bundled model is a small generator-only checkpoint (``convert.save_generator``, fp16)
+Each bundled model is a small generator-only checkpoint (``conversion.export.save_generator``, fp16)
 named ``<name>.pt`` beside a model card ``<name>.md`` (data, steps, config, measured numbers).
 Only files in this folder are bundled models; a name never reaches the file system otherwise.
 """
