@@ -171,11 +171,6 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def remove_stale_temps(folder: Path, *names: str) -> list[Path]:
     """Delete temp files that a killed ``atomic_path`` writer left beside ``names`` in ``folder``.
 

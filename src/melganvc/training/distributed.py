@@ -70,8 +70,3 @@ def sync_buffers(*modules: nn.Module) -> None:
     for module in modules:
         for buf in module.buffers():
             dist.broadcast(buf, src=0)
-
-
-def shutdown() -> None:
-    if is_active():
-        dist.destroy_process_group()

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soxr
 from tqdm import tqdm
 
 from melganvc.apps.demo_data.espeak import EspeakProcess, Speaker
 from melganvc.apps.demo_data.music import melody, render_melody
 from melganvc.apps.demo_data.sentences import SPLITS, sentence_stream
+from melganvc.dsp.resample import resample
 from melganvc.errors import UserError
 from melganvc.io.audio_writer import save
 from melganvc.io.files import atomic_write_text
@@ -96,7 +96,7 @@ def _voice_domain(engine: EspeakProcess, folder: Path, domain: str, speaker: Spe
                 break
             rate, pitch = int(rng.integers(150, 181)), speaker.pitch + int(rng.integers(-4, 5))
             raw = engine.synthesize(text, speaker, rate, pitch)
-            wave = soxr.resample(raw, engine.sample_rate, sample_rate, quality="HQ")
+            wave = resample(raw, engine.sample_rate, sample_rate)
             wave = trim_and_normalize(wave, sample_rate)
             duration = len(wave) / sample_rate
             if not MIN_SECONDS <= duration <= MAX_SECONDS:
