@@ -43,7 +43,7 @@ SAFETY_TIMEOUT = 300  # seconds: only ever reached when something hangs
 
 HOOKED_CONVERT = """
 import sys
-from melganvc.io.audio import AudioWriter
+from melganvc.io.audio_writer import AudioWriter
 
 _write = AudioWriter.write
 
