@@ -220,8 +220,7 @@ class StreamingConverter:
     def _process(self, x: np.ndarray, last: bool) -> np.ndarray:
         """Model-rate samples in -> output samples at ``sample_rate`` (as far as ready)."""
         self._model_in += x.size
-        mel = self._features.push(x) if x.size else self._features._empty()
-        final = self._chunks.push(mel) if mel.shape[-1] else self._chunks._take(0)
+        final = self._chunks.push(self._features.push(x))  # empty in, empty out
         waves = [self._inversion.push(final)]
         if last:
             rest = self._features.flush()
