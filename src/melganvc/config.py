@@ -47,6 +47,9 @@ class ModelConfig:
     siamese_channels: int = 256
     vec_len: int = 128
     spectral_norm: bool = True
+    # A second, 2-D patch critic of this width (models/patch_critic.py); 0: the reference's
+    # single full-band critic.
+    patch_critic_channels: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,9 @@ class LossConfig:
     travel: float = 10.0
     identity: float = 0.5
     margin: float = 2.0  # delta of the siamese margin loss
+    # L1 between the batch-mean critic features of real B and of G(A), every hidden layer of
+    # every critic (unpaired feature matching); 0: off, as in the reference.
+    feature_match: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,8 @@ class Config:
             raise ConfigError("model.chunk_frames must be a positive multiple of 4 (two stride-2 stages)")
         if m.crop_chunks < 2:
             raise ConfigError("model.crop_chunks must be >= 2 (TraVeL compares two chunks)")
+        if m.patch_critic_channels < 0 or self.loss.feature_match < 0:
+            raise ConfigError("model.patch_critic_channels and loss.feature_match must be >= 0")
         if self.train.gupt < 1 or self.train.batch_size < 1:
             raise ConfigError("train: gupt and batch_size must be >= 1")
         if self.inversion.method not in ("gl", "grad"):

@@ -10,6 +10,7 @@ import torch
 
 from melganvc.training.losses import (
     critic_hinge_loss,
+    feature_matching_loss,
     generator_adversarial_loss,
     identity_loss,
     l2_normalize,
@@ -173,3 +174,20 @@ def test_losses_return_scalars_float32():
                   travel_loss(x, x.flip(0), x * 2, x.flip(0) * 2), margin_loss(x, x.flip(0), 2.0),
                   identity_loss(x, x.flip(0))):
         assert value.shape == () and value.dtype == torch.float32
+
+
+def test_feature_matching_compares_batch_means_and_trains_only_the_fake() -> None:
+    torch.manual_seed(0)
+    real = [[torch.randn(4, 6, 5), torch.randn(4, 3, 2, 2), torch.randn(4)]]
+    fake = [[t.clone().requires_grad_(True) for t in real[0]]]
+    assert float(feature_matching_loss(real, fake)) == pytest.approx(0.0, abs=1e-7)
+    shuffled = [[t[torch.randperm(4)].clone().requires_grad_(True) for t in real[0]]]
+    assert float(feature_matching_loss(real, shuffled)) == pytest.approx(0.0, abs=1e-6)  # unpaired
+    moved = [[(t + 0.5).requires_grad_(True) for t in real[0]]]
+    loss = feature_matching_loss(real, moved)
+    assert float(loss) == pytest.approx(0.5, rel=1e-5)  # the scores (last) are not matched
+    loss.backward()
+    assert moved[0][0].grad is not None and moved[0][-1].grad is None
+    real_leaf = [[t.clone().requires_grad_(True) for t in real[0]]]
+    feature_matching_loss(real_leaf, moved).backward()
+    assert real_leaf[0][0].grad is None  # real features are constants

@@ -48,6 +48,24 @@ def test_critic_augment_changes_what_the_critic_sees(tiny_corpora: tuple[Path, P
     assert losses[True]["loss/identity"] == pytest.approx(losses[False]["loss/identity"])
 
 
+def test_patch_critic_and_feature_matching_train(tiny_corpora: tuple[Path, Path]) -> None:
+    """Both critics learn from the critic loss; G learns from the feature-matching term."""
+    cfg = tiny(1, **PATCH_FM)
+    data_a, data_b = open_corpora(cfg, *tiny_corpora)
+    state = build_state(cfg, torch.device("cpu"))
+    assert state.patch_critic is not None and len(state.critics()) == 2
+    # weights only: a bias takes equal and opposite hinge gradients while scores are near 0
+    weights = [p for n, p in state.patch_critic.named_parameters() if n.endswith("original")]
+    before = [p.detach().clone() for p in weights]
+    losses = train_batch(state, *sample_batch(state, data_a, data_b))
+    assert losses["loss/feature_match"] > 0 and np.isfinite(losses["loss/gs_total"])
+    assert len(weights) == 4 and all(not torch.equal(a, p) for a, p in zip(before, weights))
+    adv_fm = losses["loss/adv"] + 10 * losses["loss/feature_match"]
+    rest = 10 * (losses["loss/travel"] + losses["loss/margin"]) + 0.5 * losses["loss/identity"]
+    assert losses["loss/gs_total"] == pytest.approx(adv_fm + rest, rel=1e-5)
+    assert build_state(tiny(1), torch.device("cpu")).patch_critic is None  # the reference: off
+
+
 def collect_losses(cfg, corpora, run: Path, resume: bool = False) -> dict[int, dict]:
     """Run ``fit`` and record each step's losses through a patched ``train_batch``."""
     import melganvc.training.loop as fit_module
@@ -68,10 +86,15 @@ def collect_losses(cfg, corpora, run: Path, resume: bool = False) -> dict[int, d
     return seen
 
 
-@pytest.mark.parametrize("extra", [{}, {"train.critic_augment": "true"}], ids=["plain", "augment"])
+PATCH_FM = {"model.patch_critic_channels": "4", "loss.feature_match": "10"}
+
+
+@pytest.mark.parametrize("extra", [{}, {"train.critic_augment": "true"}, PATCH_FM],
+                         ids=["plain", "augment", "patch_fm"])
 def test_resume_matches_uninterrupted_run(tiny_corpora: tuple[Path, Path], tmp_path: Path,
                                           extra: dict[str, str]) -> None:
-    """Also with the critic's augmentation, whose draws come from the checkpointed torch RNG."""
+    """Also with the critic's augmentation, whose draws come from the checkpointed torch RNG,
+    and with the patch critic (its weights and optimiser state are in the checkpoint)."""
     full = collect_losses(tiny(6, **extra), tiny_corpora, tmp_path / "full")
     collect_losses(tiny(3, **extra), tiny_corpora, tmp_path / "split")
     assert load_checkpoint(tmp_path / "split")["step"] == 3

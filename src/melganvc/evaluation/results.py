@@ -105,6 +105,37 @@ class EvalItem:
     reference: np.ndarray | None = None
 
 
+@dataclass
+class UtteranceScores:
+    """Every metric of one scored utterance: one row of a system's ``per_utterance`` table
+    (``asdict`` gives the JSON row). ``None``: a judge that was not run or could not score."""
+
+    name: str
+    duration_s: float
+    timbre_target: float | None = None
+    timbre_source: float | None = None
+    timbre_accepted: bool | None = None
+    naturalness: float | None = None
+    sim_target: float | None = None
+    sim_source: float | None = None
+    accepted: bool | None = None
+    transcript: str | None = None
+    source_transcript: str | None = None
+    cer: float | None = None
+    wer: float | None = None
+    ref_transcript: str | None = None
+    cer_ref: float | None = None
+    wer_ref: float | None = None
+    mcd: float | None = None
+    lsd: float | None = None
+    f0_hz: float | None = None
+    f0_log_mean: float | None = None
+    f0_log_std: float | None = None
+    voiced_fraction: float | None = None
+    f0_mean_diff_st: float | None = None
+    f0_std_ratio: float | None = None
+
+
 @dataclass(frozen=True)
 class ReportExample:
     """Audio shown in the report: spectrogram triptych and players (``target`` optional)."""

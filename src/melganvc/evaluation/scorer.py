@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from melganvc.evaluation.content import corpus_error_rates, error_rates
 from melganvc.evaluation.pitch import F0Stats, f0_contour, f0_stats_from_contours, semitones
-from melganvc.evaluation.results import ACCEPT_KEYS, METRICS, EvalItem
+from melganvc.evaluation.results import ACCEPT_KEYS, METRICS, EvalItem, UtteranceScores
 from melganvc.evaluation.spectral import SpectralConfig, spectral_distance, timbre_profile
 from melganvc.evaluation.transcripts import BackgroundTranscripts
 from melganvc.judges.protocols import QualityJudge
@@ -77,82 +77,76 @@ class Scorer:
             return centroid_of(np.delete(info["embeddings"], info["keys"].index(key), axis=0))
         return info["centroid"]
 
-    def _similarity(self, row: dict[str, Any], key: str, vector: np.ndarray,
-                    references: dict[str, Any], names: tuple[str, str, str]) -> None:
+    def _similarity(self, key: str, vector: np.ndarray, references: dict[str, Any]
+                    ) -> tuple[float, float | None, bool | None]:
+        """Cosine to the target centroid; with source references also to the source's and
+        whether the utterance is closer to the target."""
         tgt = self.centroid(references, "target", key)
         assert tgt is not None  # evaluate_systems refuses to run without target references
         src = self.centroid(references, "source", key)
-        row[names[0]] = cosine(vector, tgt)
-        if src is not None:
-            scores = speaker_scores(vector, tgt, src)
-            row[names[1]], row[names[2]] = scores.to_source, scores.accepted
+        if src is None:
+            return cosine(vector, tgt), None, None
+        scores = speaker_scores(vector, tgt, src)
+        return cosine(vector, tgt), scores.to_source, scores.accepted
 
-    def _content(self, row: dict[str, Any], wave: np.ndarray, item: EvalItem) -> None:
+    def _content(self, row: UtteranceScores, wave: np.ndarray, item: EvalItem) -> None:
         """CER/WER against the source's transcript and against the target reading's."""
-        row.update(transcript=None, source_transcript=None, cer=None, wer=None,
-                   ref_transcript=None, cer_ref=None, wer_ref=None)
         if self.heard is None or (item.source is None and item.reference is None):
             return
-        row["transcript"] = self.heard.get(wave)
+        row.transcript = self.heard.get(wave)
         if item.source is not None:
-            row["source_transcript"] = self.heard.get(item.source)
-            row["cer"], row["wer"] = error_rates(row["source_transcript"], row["transcript"])
+            row.source_transcript = self.heard.get(item.source)
+            row.cer, row.wer = error_rates(row.source_transcript, row.transcript)
         if item.reference is not None:
-            row["ref_transcript"] = self.heard.get(item.reference)
-            row["cer_ref"], row["wer_ref"] = error_rates(row["ref_transcript"], row["transcript"])
+            row.ref_transcript = self.heard.get(item.reference)
+            row.cer_ref, row.wer_ref = error_rates(row.ref_transcript, row.transcript)
 
-    def row(self, item: EvalItem) -> tuple[dict[str, Any], np.ndarray]:
+    def row(self, item: EvalItem) -> tuple[UtteranceScores, np.ndarray]:
         """Every metric of one utterance, and its F0 contour (pooled per system)."""
         sr, timer = self.sample_rate, self.timer
         wave = np.asarray(item.converted, dtype=np.float32).reshape(-1)
-        row: dict[str, Any] = {"name": item.name, "duration_s": wave.size / sr}
+        row = UtteranceScores(name=item.name, duration_s=wave.size / sr)
         key = wave_key(wave, sr)
 
         start = time.perf_counter()
-        row.update(timbre_source=None, timbre_accepted=None)
-        self._similarity(row, key, timbre_profile(wave, self.cfg), self.timbre,
-                         ("timbre_target", "timbre_source", "timbre_accepted"))
+        row.timbre_target, row.timbre_source, row.timbre_accepted = self._similarity(
+            key, timbre_profile(wave, self.cfg), self.timbre)
         timer.add("spectral", start)
 
-        row["naturalness"] = None
         if self.naturalness is not None:
             start = time.perf_counter()
-            row["naturalness"] = self.naturalness.score(wave, sr)
+            row.naturalness = self.naturalness.score(wave, sr)
             timer.add("naturalness", start)
 
-        row.update(sim_target=None, sim_source=None, accepted=None)
         if self.encoder is not None:
             start = time.perf_counter()
-            self._similarity(row, key, self.encoder.embed(wave, sr), self.speaker,
-                             ("sim_target", "sim_source", "accepted"))
+            row.sim_target, row.sim_source, row.accepted = self._similarity(
+                key, self.encoder.embed(wave, sr), self.speaker)
             timer.add("speaker", start)
 
         self._content(row, wave, item)  # timed by the worker (timing_s["asr"])
 
-        row.update(mcd=None, lsd=None)
         if item.reference is not None:
             start = time.perf_counter()
             distance = spectral_distance(wave, item.reference, sr, self.cfg)
-            row["mcd"], row["lsd"] = distance.mcd, distance.lsd
+            row.mcd, row.lsd = distance.mcd, distance.lsd
             timer.add("spectral", start)
 
         start = time.perf_counter()
         contour = f0_contour(wave, sr, self.f0_method)
         timer.add("f0", start)
         stats, target = f0_stats_from_contours([contour]), self.target_f0
-        row.update(
-            f0_hz=stats.mean_hz, f0_log_mean=stats.log_mean, f0_log_std=stats.log_std,
-            voiced_fraction=stats.voiced_fraction,
-            f0_mean_diff_st=semitones(stats.log_mean - target.log_mean),
-            f0_std_ratio=(stats.log_std / target.log_std if target.log_std > 0
-                          else float("nan")),
-        )
+        row.f0_hz, row.f0_log_mean, row.f0_log_std = stats.mean_hz, stats.log_mean, stats.log_std
+        row.voiced_fraction = stats.voiced_fraction
+        row.f0_mean_diff_st = semitones(stats.log_mean - target.log_mean)
+        row.f0_std_ratio = (stats.log_std / target.log_std if target.log_std > 0
+                            else float("nan"))
         return row, contour
 
     def system(self, name: str, items: Sequence[EvalItem],
                say: Callable[[str], None]) -> dict[str, Any]:
         """Per-utterance rows, their means and corpus-level rates, and pooled F0."""
-        rows: list[dict[str, Any]] = []
+        rows: list[UtteranceScores] = []
         contours: list[np.ndarray] = []
         for index, item in enumerate(items, 1):
             say(f"{name} {index}/{len(items)} {item.name}")
@@ -160,25 +154,26 @@ class Scorer:
             rows.append(row)
             contours.append(contour)
         pooled = f0_stats_from_contours(contours)
-        return {"per_utterance": rows, "mean": _means(rows),
+        return {"per_utterance": [asdict(row) for row in rows], "mean": _means(rows),
                 "f0_pooled": {**f0_dict(pooled),
                               "mean_diff_st": semitones(pooled.log_mean
                                                         - self.target_f0.log_mean)}}
 
 
-def _means(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _means(rows: Sequence[UtteranceScores]) -> dict[str, Any]:
     """A system's mean of every metric (accept rates as shares) and its corpus CER/WER."""
     mean: dict[str, Any] = {"utterances": len(rows)}
     for key in METRICS:
+        values = [getattr(r, ACCEPT_KEYS.get(key, key)) for r in rows]
         if key in ACCEPT_KEYS:
-            accepted = [r[ACCEPT_KEYS[key]] for r in rows if r[ACCEPT_KEYS[key]] is not None]
+            accepted = [v for v in values if v is not None]
             mean[key] = float(np.mean(accepted)) if accepted else None
         else:
-            mean[key] = _nanmean([r.get(key) for r in rows])
-    for suffix, against in (("", "source_transcript"), ("_ref", "ref_transcript")):
-        scored = [r for r in rows if r[against] is not None]
-        rates = (corpus_error_rates([r[against] for r in scored],
-                                    [r["transcript"] for r in scored])
-                 if scored else (None, None))
+            mean[key] = _nanmean(values)
+    for suffix, scored in (("", [(r.source_transcript, r.transcript) for r in rows]),
+                           ("_ref", [(r.ref_transcript, r.transcript) for r in rows])):
+        pairs = [(ref, hyp or "") for ref, hyp in scored if ref is not None]
+        rates = (corpus_error_rates([ref for ref, _ in pairs], [hyp for _, hyp in pairs])
+                 if pairs else (None, None))
         mean[f"cer{suffix}_corpus"], mean[f"wer{suffix}_corpus"] = rates
     return mean

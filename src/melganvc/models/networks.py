@@ -109,15 +109,19 @@ class Critic(nn.Module):
         nn.init.zeros_(self.dense.bias)
         _maybe_sn(self.dense, sn)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def features(self, x: Tensor) -> list[Tensor]:
+        """The three hidden maps (time-major), then the scores: what feature matching reads."""
         if not _exporting():
             _check_mels(x, self.n_mels, "Critic")
             if x.shape[-1] != self.frames:
                 raise ValueError(f"Critic: built for {self.frames} frames, got {x.shape[-1]}")
-        h = _act(self.conv1(x.transpose(1, 2)))
-        h = _act(self.conv2(h))
-        h = _act(self.conv3(h))
-        return self.dense(h.flatten(1)).squeeze(1)  # Keras flatten order: (time, channel)
+        h1 = _act(self.conv1(x.transpose(1, 2)))
+        h2 = _act(self.conv2(h1))
+        h3 = _act(self.conv3(h2))
+        return [h1, h2, h3, self.dense(h3.flatten(1)).squeeze(1)]  # Keras flatten: (time, channel)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(x)[-1]
 
 
 class Siamese(nn.Module):

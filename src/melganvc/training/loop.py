@@ -210,7 +210,7 @@ def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool
                         "or choose another --out")
     data_a, data_b = open_corpora(cfg, corpus_a, corpus_b)
     state = build_state(cfg, device)
-    dist_utils.broadcast_module(state.generator, state.critic, state.siamese)
+    dist_utils.broadcast_module(state.generator, *state.critics(), state.siamese)
     if resume and try_resume(state, run_dir) and dist_utils.is_main():
         print(f"melganvc: resuming {run_dir} at step {state.step}", file=sys.stderr)
     main = dist_utils.is_main()

@@ -22,6 +22,7 @@ _L2_EPS = 1e-12
 
 __all__ = [
     "critic_hinge_loss",
+    "feature_matching_loss",
     "generator_adversarial_loss",
     "identity_loss",
     "l2_normalize",
@@ -38,6 +39,20 @@ def critic_hinge_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
 def generator_adversarial_loss(d_fake: Tensor) -> Tensor:
     """−mean D(G(a))."""
     return -d_fake.mean()
+
+
+def feature_matching_loss(real: list[list[Tensor]], fake: list[list[Tensor]]) -> Tensor:
+    """Unpaired feature matching: mean |E_batch f(b) - E_batch f(G(a))| over every hidden map
+    ``f`` of every critic (each critic's list ends with its scores, which are skipped), averaged
+    over the maps. Real features are constants here: only G learns from this loss.
+
+    Paired feature matching (MelGAN vocoder) compares one real and one fake clip of the same
+    audio; A and B are unpaired, so the batch means are matched instead (Salimans et al. 2016).
+    """
+    terms = [(r.detach().mean(0) - f.mean(0)).abs().mean()
+             for real_maps, fake_maps in zip(real, fake, strict=True)
+             for r, f in zip(real_maps[:-1], fake_maps[:-1], strict=True)]
+    return torch.stack(terms).mean()
 
 
 def l2_normalize(x: Tensor, dim: int = -1, eps: float = _L2_EPS) -> Tensor:

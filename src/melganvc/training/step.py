@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +28,15 @@ from melganvc.io.checkpoint import (
     save_checkpoint,
 )
 from melganvc.io.run_dir import RunDir
-from melganvc.models.networks import build_models
+from melganvc.models.networks import Critic, build_models
+from melganvc.models.patch_critic import PatchCritic, build_patch_critic
 from melganvc.models.spectral_norm import SN_VECTORS, settle_spectral_norm
 from melganvc.training import distributed as dist_utils
 from melganvc.training.augment import augment_crops
 from melganvc.training.chunks import join_chunks, split_chunks
 from melganvc.training.losses import (
     critic_hinge_loss,
+    feature_matching_loss,
     generator_adversarial_loss,
     identity_loss,
     margin_loss,
@@ -45,7 +48,7 @@ from melganvc.training.losses import (
 class TrainState:
     cfg: Config
     generator: nn.Module
-    critic: nn.Module
+    critic: Critic
     siamese: nn.Module
     opt_critic: torch.optim.Optimizer
     opt_gs: torch.optim.Optimizer
@@ -53,9 +56,17 @@ class TrainState:
     device: torch.device
     ema: nn.Module | None = None
     step: int = 0
+    patch_critic: PatchCritic | None = None  # model.patch_critic_channels > 0
 
     def gs_parameters(self) -> list[nn.Parameter]:
         return list(self.generator.parameters()) + list(self.siamese.parameters())
+
+    def critics(self) -> list[Critic | PatchCritic]:
+        """The reference's full-band critic, then the patch critic when there is one."""
+        return [self.critic] + ([self.patch_critic] if self.patch_critic is not None else [])
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        return [p for critic in self.critics() for p in critic.parameters()]
 
     def inference_generator(self) -> nn.Module:
         return self.ema if self.ema is not None else self.generator
@@ -64,51 +75,88 @@ class TrainState:
 def build_state(cfg: Config, device: torch.device) -> TrainState:
     """Fresh models and optimisers, seeded so every rank starts from the same weights."""
     torch.manual_seed(cfg.train.seed)
-    generator, critic, siamese = (m.to(device) for m in build_models(cfg))
+    generator, critic, siamese = build_models(cfg)
+    generator, critic, siamese = generator.to(device), critic.to(device), siamese.to(device)
+    patch = build_patch_critic(cfg)
+    patch = patch.to(device) if patch is not None else None
     t = cfg.train
     betas = (t.beta1, t.beta2)
-    opt_critic = torch.optim.Adam(critic.parameters(), lr=t.lr, betas=betas, fused=True)
+    critic_params = list(critic.parameters()) + (list(patch.parameters()) if patch else [])
+    opt_critic = torch.optim.Adam(critic_params, lr=t.lr, betas=betas, fused=True)
     opt_gs = torch.optim.Adam(list(generator.parameters()) + list(siamese.parameters()),
                               lr=t.lr, betas=betas, fused=True)
     ema = copy.deepcopy(generator).eval().requires_grad_(False) if t.ema > 0 else None
     return TrainState(cfg, generator, critic, siamese, opt_critic, opt_gs,
-                      np.random.default_rng(t.seed), device, ema)
+                      np.random.default_rng(t.seed), device, ema, patch_critic=patch)
 
 
 def _autocast(state: TrainState) -> torch.autocast:
     return torch.autocast(state.device.type, dtype=torch.bfloat16, enabled=state.cfg.train.bf16)
 
 
-def generator_losses(state: TrainState, chunks_a: Tensor, fake_chunks: Tensor, d_fake: Tensor,
+# Per critic: its hidden maps, then its scores (``Critic.features`` / ``PatchCritic.features``).
+Judged = list[list[Tensor]]
+
+
+def generator_losses(state: TrainState, chunks_a: Tensor, fake_chunks: Tensor, judged: Judges,
                      real_b: Tensor) -> dict[str, Tensor]:
-    """Adversarial, TraVeL (chunks 1 and 3 of each crop), margin and identity losses."""
+    """Adversarial (every critic), feature matching, TraVeL (chunks 1 and 3 of each crop),
+    margin and identity losses."""
     cfg, batch = state.cfg, real_b.shape[0]
     k = cfg.model.crop_chunks
     first, last = slice(0, batch), slice((k - 1) * batch, k * batch)
     s_a1, s_a2 = state.siamese(chunks_a[first]), state.siamese(chunks_a[last])
     s_g1, s_g2 = state.siamese(fake_chunks[first]), state.siamese(fake_chunks[last])
     losses = {
-        "loss/adv": generator_adversarial_loss(d_fake),
+        "loss/adv": sum_of(generator_adversarial_loss(fake[-1]) for fake in judged.fake),
         "loss/travel": travel_loss(s_a1, s_a2, s_g1, s_g2),
         "loss/margin": margin_loss(s_a1, s_a2, cfg.loss.margin),
     }
+    total = losses["loss/adv"] + cfg.loss.travel * (losses["loss/travel"] + losses["loss/margin"])
+    if cfg.loss.feature_match > 0:
+        losses["loss/feature_match"] = feature_matching_loss(judged.real, judged.fake)
+        total = total + cfg.loss.feature_match * losses["loss/feature_match"]
     if cfg.loss.identity > 0:
         chunks_b = split_chunks(real_b, cfg.model.chunk_frames)
         losses["loss/identity"] = identity_loss(state.generator(chunks_b), chunks_b)
-    total = losses["loss/adv"] + cfg.loss.travel * (losses["loss/travel"] + losses["loss/margin"])
-    if "loss/identity" in losses:
         total = total + cfg.loss.identity * losses["loss/identity"]
     losses["loss/gs_total"] = total
     return losses
 
 
-def critic_scores(state: TrainState, real_a: Tensor, real_b: Tensor, update_gs: bool
-                  ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Translate A's crop chunk-wise and score real B and the translation.
+def sum_of(terms: Iterable[Tensor]) -> Tensor:
+    """The sum of one or more loss terms (``sum()`` would start from an int 0)."""
+    first, *rest = terms
+    for term in rest:
+        first = first + term
+    return first
 
-    On a G+S batch the translation keeps its graph and the critic runs on each half separately
+
+@dataclass
+class Judges:
+    """What the critics made of one batch: ``real`` / ``fake`` hold, per critic, its hidden
+    maps then its scores."""
+
+    real: Judged
+    fake: Judged
+
+    def hinge(self) -> Tensor:
+        """The critics' summed hinge loss (a patch critic's scores: one per patch)."""
+        return sum_of(critic_hinge_loss(r[-1], f[-1]) for r, f in zip(self.real, self.fake,
+                                                                      strict=True))
+
+
+def _judge(state: TrainState, crops: Tensor) -> Judged:
+    return [[h.float() for h in critic.features(crops)] for critic in state.critics()]
+
+
+def critic_scores(state: TrainState, real_a: Tensor, real_b: Tensor, update_gs: bool
+                  ) -> tuple[Tensor, Tensor, Judges]:
+    """Translate A's crop chunk-wise and let every critic judge real B and the translation.
+
+    On a G+S batch the translation keeps its graph and the critics run on each half separately
     (the generator's gradient then flows back through the fake half only); on a critic-only
-    batch one critic call scores both halves. With ``train.critic_augment`` the critic sees
+    batch one call per critic judges both halves. With ``train.critic_augment`` the critics see
     both through ``augment_crops`` (the generator's gradient passes through it).
     """
     L, batch = state.cfg.model.chunk_frames, real_a.shape[0]
@@ -117,13 +165,13 @@ def critic_scores(state: TrainState, real_a: Tensor, real_b: Tensor, update_gs: 
     if update_gs:
         fake_chunks = state.generator(chunks_a)
         fake = join_chunks(fake_chunks, state.cfg.model.crop_chunks)
-        return (chunks_a, fake_chunks, state.critic(seen(real_b)).float(),
-                state.critic(seen(fake)).float())
+        return chunks_a, fake_chunks, Judges(_judge(state, seen(real_b)), _judge(state, seen(fake)))
     with torch.no_grad():
         fake_chunks = state.generator(chunks_a)
     crops = torch.cat([real_b, join_chunks(fake_chunks, state.cfg.model.crop_chunks)])
-    scores = state.critic(seen(crops)).float()
-    return chunks_a, fake_chunks, scores[:batch], scores[batch:]
+    both = _judge(state, seen(crops))
+    return (chunks_a, fake_chunks, Judges([[h[:batch] for h in c] for c in both],
+                                          [[h[batch:] for h in c] for c in both]))
 
 
 def train_batch(state: TrainState, real_a: Tensor, real_b: Tensor) -> dict[str, float]:
@@ -131,14 +179,14 @@ def train_batch(state: TrainState, real_a: Tensor, real_b: Tensor) -> dict[str, 
     update_gs = state.step % state.cfg.train.gupt == 0
     # cached(): each spectral-normalised weight is computed once per step, not once per call.
     with _autocast(state), parametrize.cached():
-        chunks_a, fake_chunks, d_real, d_fake = critic_scores(state, real_a, real_b, update_gs)
-        losses = {"loss/critic": critic_hinge_loss(d_real, d_fake)}
+        chunks_a, fake_chunks, judged = critic_scores(state, real_a, real_b, update_gs)
+        losses = {"loss/critic": judged.hinge()}
         if update_gs:
-            losses |= generator_losses(state, chunks_a, fake_chunks.float(), d_fake, real_b)
+            losses |= generator_losses(state, chunks_a, fake_chunks.float(), judged, real_b)
         state.opt_critic.zero_grad(set_to_none=True)
         # The G+S loss reuses this critic forward (the pre-update critic, as the reference
         # does); ``inputs=`` keeps each loss's gradients on its own networks.
-        critic_params = list(state.critic.parameters())
+        critic_params = state.critic_parameters()
         losses["loss/critic"].backward(inputs=critic_params, retain_graph=update_gs)
         if update_gs:
             state.opt_gs.zero_grad(set_to_none=True)
@@ -194,6 +242,8 @@ def state_payload(state: TrainState) -> dict[str, Any]:
     }
     if state.ema is not None:
         payload["models"]["generator_ema"] = state.ema.state_dict()
+    if state.patch_critic is not None:
+        payload["models"]["patch_critic"] = state.patch_critic.state_dict()
     return payload
 
 
@@ -215,6 +265,8 @@ def _restore(state: TrainState, payload: dict[str, Any]) -> None:
     state.generator.load_state_dict(models["generator"])
     state.critic.load_state_dict(models["critic"])
     state.siamese.load_state_dict(models["siamese"])
+    if state.patch_critic is not None:
+        state.patch_critic.load_state_dict(models["patch_critic"])
     if state.ema is not None:
         state.ema.load_state_dict(models.get("generator_ema", models["generator"]))
     state.opt_critic.load_state_dict(payload["optimizers"]["critic"])
