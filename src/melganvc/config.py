@@ -82,6 +82,11 @@ class TrainConfig:
     critic_augment: bool = False  # DiffAugment on the critic's inputs (augment.py)
     num_eval_examples: int = 4
     max_minutes: float = 0.0  # stop cleanly (with a checkpoint) after this wall time; 0 = no limit
+    # Keep the generator whose held-out sample translations score best (naturalness +
+    # similarity to B, at every eval) as RUN/best.pt, which conversion of the run folder uses;
+    # the sample inputs are then held out of A's training crops.
+    select_best: bool = False
+    patience: int = 0  # stop after this many evals without a better best.pt; 0: never early
 
 
 @dataclass(frozen=True)

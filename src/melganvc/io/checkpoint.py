@@ -20,6 +20,7 @@ from melganvc.io.files import atomic_path, disk_full, error_number, write_failur
 from melganvc.version import __version__
 
 CHECKPOINT_NAME = "checkpoint.pt"
+BEST_NAME = "best.pt"  # the generator a run selected by held-out sample quality (train.select_best)
 FORMAT = 1
 
 
@@ -57,9 +58,9 @@ def _write_failure(path: Path, exc: BaseException, written: Path) -> CheckpointE
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A run folder means its latest checkpoint; a file is itself; a bundled model's name
-    (``demo-voice``, see ``melganvc.io.pretrained``) its packaged file, unless a path of that
-    name exists here."""
+    """A run folder means its selected generator (``best.pt``, ``train.select_best``) or else
+    its latest checkpoint; a file is itself; a bundled model's name (``demo-voice``, see
+    ``melganvc.io.pretrained``) its packaged file, unless a path of that name exists here."""
     from melganvc.io.pretrained import bundled_models
 
     path = Path(path)
@@ -67,7 +68,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not path.exists() and str(path) in bundled:
         return bundled[str(path)]
     if path.is_dir():
-        path = path / CHECKPOINT_NAME
+        path = path / BEST_NAME if (path / BEST_NAME).is_file() else path / CHECKPOINT_NAME
     if not path.is_file():
         names = ", ".join(bundled) or "none installed"
         raise CheckpointError(f"{path}: no checkpoint found (give a run folder, a checkpoint "

@@ -3,6 +3,8 @@ Training tab and conversion (``--ckpt RUN``) read it.
 
     RUN/config.yaml      the resolved config (also stored inside every checkpoint)
     RUN/checkpoint.pt    the latest training checkpoint (atomic writes)
+    RUN/best.pt          with train.select_best: the generator of the best-scoring eval, which
+                         conversion of RUN uses (generator only; resuming reads checkpoint.pt)
     RUN/logs/            TensorBoard events
     RUN/cache/{a,b}/     the prepared mels of the two domains
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from melganvc.config import Config, to_dict
-from melganvc.io.checkpoint import CHECKPOINT_NAME
+from melganvc.io.checkpoint import BEST_NAME, CHECKPOINT_NAME
 from melganvc.io.files import atomic_write_text, remove_stale_temps
 
 CONFIG_NAME = "config.yaml"
@@ -28,6 +30,10 @@ class RunDir:
     @property
     def checkpoint(self) -> Path:
         return self.root / CHECKPOINT_NAME
+
+    @property
+    def best(self) -> Path:
+        return self.root / BEST_NAME
 
     @property
     def config(self) -> Path:
@@ -47,5 +53,5 @@ class RunDir:
     def save_config(self, cfg: Config) -> None:
         """Create the folder, clear temps a killed writer left, write the config (atomic)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.root, CHECKPOINT_NAME, CONFIG_NAME)
+        remove_stale_temps(self.root, CHECKPOINT_NAME, BEST_NAME, CONFIG_NAME)
         atomic_write_text(self.config, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -192,7 +192,10 @@ def corpus_origin(path: Path) -> str:
 class MelCorpus:
     """A prepared domain: random fixed-length crops, uniform over all valid crop positions."""
 
-    def __init__(self, path: Path, features: FeatureConfig, crop_frames: int) -> None:
+    def __init__(self, path: Path, features: FeatureConfig, crop_frames: int,
+                 holdout: int = 0) -> None:
+        """``holdout``: the first utterances are never cropped (they are the held-out sample
+        inputs of ``train.select_best``)."""
         path = Path(path)
         if not is_prepared(path):
             raise UserError(f"{path}: not a prepared corpus (run 'melganvc prepare' first)")
@@ -221,6 +224,11 @@ class MelCorpus:
         keep = positions > 0
         if not keep.any():
             raise UserError(f"{path}: every utterance is shorter than a {crop_frames}-frame crop")
+        keep[:holdout] = False
+        if not keep.any():
+            raise UserError(f"{path}: nothing left to train on after holding out {holdout} "
+                            "sample utterances (train.select_best); give more audio or lower "
+                            "train.num_eval_examples")
         self._starts, self._positions = self.offsets[keep], positions[keep]
         self._cumulative = np.cumsum(self._positions)
 

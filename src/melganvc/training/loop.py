@@ -36,10 +36,12 @@ from melganvc.training.data import (
     print_report,
     stale_reason,
 )
+from melganvc.training.selection import STALE_NOTE, sample_quality
 from melganvc.training.step import (
     TrainState,
     build_state,
     sample_batch,
+    save_best_generator,
     save_run_checkpoint,
     should_stop,
     train_batch,
@@ -101,8 +103,10 @@ def config_differences(run: Config, requested: Config) -> list[str]:
 
 
 def open_corpora(cfg: Config, a: Path, b: Path) -> tuple[MelCorpus, MelCorpus]:
+    """The two domains; with ``train.select_best`` A's sample inputs are held out of training."""
     crop = cfg.model.crop_chunks * cfg.model.chunk_frames
-    return MelCorpus(a, cfg.features, crop), MelCorpus(b, cfg.features, crop)
+    holdout = cfg.train.num_eval_examples if cfg.train.select_best else 0
+    return MelCorpus(a, cfg.features, crop, holdout), MelCorpus(b, cfg.features, crop)
 
 
 def eval_examples(cfg: Config, corpus: MelCorpus) -> list[torch.Tensor]:
@@ -151,13 +155,15 @@ class SampleJudges:
         self.centroid = speaker_centroid(self.encoder, waves, sample_rate)
         return True
 
-    def log(self, state: TrainState, writer, waves: list[np.ndarray], inverter) -> None:
-        """Score ``waves`` (the sample translations, at the model's rate) and log the means."""
+    def log(self, state: TrainState, writer, waves: list[np.ndarray], inverter
+            ) -> tuple[float, float] | None:
+        """Score ``waves`` (the sample translations, at the model's rate), log the means and
+        return them (naturalness, similarity); ``None`` when they cannot be judged."""
         sample_rate = state.cfg.features.sample_rate
         if self.disabled or not waves or sample_rate > JUDGE_MAX_RATE:
-            return
+            return None
         if self.naturalness is None and not self._load(inverter, state.device, sample_rate):
-            return
+            return None
         from melganvc.judges.speaker import cosine
 
         # _load sets all three, or disables the judges (an error there ends the run)
@@ -165,14 +171,18 @@ class SampleJudges:
         assert self.centroid is not None
         mos = [self.naturalness.score(w, sample_rate) for w in waves]
         sim = [cosine(self.encoder.embed(w, sample_rate), self.centroid) for w in waves]
+        means = []
         for tag, values in (("judge/naturalness", mos), ("judge/similarity_b", sim)):
             finite = [v for v in values if math.isfinite(v)]  # NaN: a silent translation
+            means.append(float(np.mean(finite)) if finite else math.nan)
             if finite:
-                writer.add_scalar(tag, float(np.mean(finite)), state.step)
+                writer.add_scalar(tag, means[-1], state.step)
+        return means[0], means[1]
 
 
 def log_samples(state: TrainState, writer, examples: list[torch.Tensor],
-                judges: SampleJudges | None = None) -> None:
+                judges: SampleJudges | None = None) -> tuple[float, float] | None:
+    """Log the sample translations; return their judged (naturalness, similarity) if any."""
     from melganvc.dsp.inversion import Inverter
 
     generator = state.inference_generator()
@@ -194,8 +204,26 @@ def log_samples(state: TrainState, writer, examples: list[torch.Tensor],
         writer.add_audio(f"audio/{i}_converted", wave, state.step, rate)
         waves.append(wave.numpy())
     generator.train(was_training)
-    if judges is not None:
-        judges.log(state, writer, waves, inverter)
+    return judges.log(state, writer, waves, inverter) if judges is not None else None
+
+
+def select(state: TrainState, run_dir: Path, writer, scores: tuple[float, float] | None) -> bool:
+    """``train.select_best``: keep this eval's generator as ``best.pt`` if its samples are the
+    best so far, say when the run has stopped improving; ``True``: stop (``train.patience``)."""
+    t, selection = state.cfg.train, state.selection
+    if not t.select_best or scores is None:
+        return False
+    quality = sample_quality(*scores)
+    writer.add_scalar("judge/quality", quality, state.step)
+    if selection.update(state.step, quality):
+        save_best_generator(state, run_dir)
+        return False
+    if selection.stale == STALE_NOTE or (t.patience and selection.stale >= t.patience):
+        tqdm.write(f"melganvc: step {state.step}: no better samples for {selection.stale} evals "
+                   f"(best {selection.best:.3f} at step {selection.best_step}, kept in "
+                   f"{RunDir(run_dir).best})", file=sys.stderr)
+    # only rank 0 evaluates: an early stop there alone would leave the other ranks waiting
+    return bool(t.patience) and selection.stale >= t.patience and not dist_utils.is_active()
 
 
 def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool = False,
@@ -254,11 +282,14 @@ def _loop(state: TrainState, data_a: MelCorpus, data_b: MelCorpus, run_dir: Path
             if writer is not None:
                 for key, value in losses.items():
                     writer.add_scalar(key, value, state.step)
+        # evaluated before the checkpoint, so a resumed run knows this eval's selection
+        evaluating = writer is not None and t.eval_every > 0 and state.step % t.eval_every == 0
+        if evaluating and select(state, run_dir, writer,
+                                 log_samples(state, writer, examples, judges)):
+            break
         if state.step % t.checkpoint_every == 0:
             save_run_checkpoint(state, run_dir)
             last_saved = state.step
-        if writer is not None and t.eval_every > 0 and state.step % t.eval_every == 0:
-            log_samples(state, writer, examples, judges)
     bar.close()
     if state.step != last_saved:
         save_run_checkpoint(state, run_dir)

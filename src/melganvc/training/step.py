@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from melganvc.training.losses import (
     margin_loss,
     travel_loss,
 )
+from melganvc.training.selection import Selection
 
 
 @dataclass
@@ -57,6 +58,7 @@ class TrainState:
     ema: nn.Module | None = None
     step: int = 0
     patch_critic: PatchCritic | None = None  # model.patch_critic_channels > 0
+    selection: Selection = field(default_factory=Selection)  # train.select_best
 
     def gs_parameters(self) -> list[nn.Parameter]:
         return list(self.generator.parameters()) + list(self.siamese.parameters())
@@ -239,6 +241,7 @@ def state_payload(state: TrainState) -> dict[str, Any]:
                    "siamese": state.siamese.state_dict()},
         "optimizers": {"critic": state.opt_critic.state_dict(), "gs": state.opt_gs.state_dict()},
         "rng": {"numpy": state.rng.bit_generator.state, "torch": torch.get_rng_state()},
+        "selection": state.selection.to_dict(),
     }
     if state.ema is not None:
         payload["models"]["generator_ema"] = state.ema.state_dict()
@@ -274,11 +277,22 @@ def _restore(state: TrainState, payload: dict[str, Any]) -> None:
     state.rng.bit_generator.state = payload["rng"]["numpy"]
     torch.set_rng_state(payload["rng"]["torch"].cpu())  # map_location may have moved it
     state.step = int(payload["step"])
+    state.selection = Selection.from_dict(payload.get("selection"))
 
 
 def save_run_checkpoint(state: TrainState, run_dir: Path) -> None:
     if dist_utils.is_main():
         save_checkpoint(RunDir(run_dir).checkpoint, state_payload(state))
+
+
+def save_best_generator(state: TrainState, run_dir: Path) -> None:
+    """``RUN/best.pt``: the generator conversion uses (EMA when on), as a generator-only
+    checkpoint with the config and the selection that chose it."""
+    if dist_utils.is_main():
+        save_checkpoint(RunDir(run_dir).best,
+                        {"config": to_dict(state.cfg), "kind": "generator", "step": state.step,
+                         "models": {"generator": state.inference_generator().state_dict()},
+                         "selection": state.selection.to_dict()})
 
 
 def try_resume(state: TrainState, run_dir: Path) -> bool:
