@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-import melganvc.training.loop as loop
 from melganvc.config import apply_overrides, preset_config
 from melganvc.conversion.converter import Converter
 from melganvc.errors import UserError
 from melganvc.io.checkpoint import load_checkpoint, resolve_checkpoint
+from melganvc.training import loop
 from melganvc.training.data import MelCorpus
 from melganvc.training.selection import Selection, sample_quality
 
