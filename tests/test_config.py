@@ -34,7 +34,7 @@ def test_overrides_are_typed() -> None:
         apply_overrides(Config(), ["steps"])
 
 
-@pytest.mark.parametrize("name", ["speech16k", "speech8k", "music22k", "music44k", "tiny"])
+@pytest.mark.parametrize("name", ["speech", "reference", "speech16k", "speech8k", "music22k", "music44k", "tiny"])
 def test_presets_valid_and_chunk_time_similar(name: str) -> None:
     cfg = preset_config(name)
     f = cfg.features

@@ -28,7 +28,7 @@ import torch
 from conftest import speech_like
 
 from melganvc.apps.cli import main
-from melganvc.config import preset_config, to_dict
+from melganvc.config import Config, preset_config, to_dict
 from melganvc.errors import AudioError
 from melganvc.io.audio_writer import AudioWriter
 from melganvc.io.checkpoint import load_checkpoint, save_checkpoint
@@ -457,3 +457,18 @@ def test_two_converts_into_one_folder_keep_each_others_outputs(tmp_path: Path, l
     assert (out / "long.wav").read_bytes() == published  # not replaced without --overwrite
     assert status == 1 and f"{out / 'long.wav'}: exists (use --overwrite)" in err, err
     assert not temps(out)
+
+
+def test_plain_train_uses_the_default_recipe(tmp_path: Path, capsys) -> None:
+    """No --preset: the measured default recipe (``speech``), not the reference; --max-minutes 0
+    lifts its time limit; --preset reference is the paper's configuration unchanged."""
+    a, b = write_domain(tmp_path / "A", 2, 110.0), write_domain(tmp_path / "B", 2, 220.0)
+    status, _, _ = run(capsys, "train", "--a", a, "--b", b, "--out", tmp_path / "run", "--steps",
+                       "1", "--max-minutes", "0", "--set", "train.eval_every=0", "--no-progress")
+    assert status == 0
+    saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]
+    speech = to_dict(preset_config("speech"))
+    assert saved["model"] == speech["model"] and saved["loss"] == speech["loss"]
+    assert saved["train"] | {"steps": 60000, "max_minutes": 20.0, "eval_every": 1000} == speech["train"]
+    assert saved["train"]["select_best"] and saved["train"]["max_minutes"] == 0
+    assert preset_config("reference") == preset_config("speech16k") == Config().validate()

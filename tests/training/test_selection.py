@@ -74,3 +74,16 @@ def test_holdout_keeps_the_sample_inputs_out_of_training(tiny_corpora) -> None:
     assert not any(torch.equal(c, w) for c in crops[:50] for w in windows)
     with pytest.raises(UserError, match="holding out 3"):
         MelCorpus(tiny_corpora[0], cfg.features, 72, holdout=3)
+
+
+def test_few_utterances_keep_the_sample_inputs_in_training(tiny_corpora, capsys) -> None:
+    """A user with a few long files must not lose most of them to the judges' sample inputs."""
+    cfg = apply_overrides(preset_config("tiny"), ["train.select_best=true",
+                                                  "train.num_eval_examples=1"])
+    assert loop.sample_holdout(cfg, 4) == 1 and loop.sample_holdout(cfg, 3) == 0
+    assert loop.sample_holdout(apply_overrides(cfg, ["train.select_best=false"]), 100) == 0
+    corpus_a, _ = loop.open_corpora(cfg, *tiny_corpora)  # 3 utterances: none held out
+    windows = corpus_a.utterance(0).unfold(1, 72, 1).permute(1, 0, 2)
+    crops = corpus_a.sample(np.random.default_rng(0), 400)
+    assert any(torch.equal(c, w) for c in crops for w in windows)
+    assert "only 3 utterances, so the 1 sample inputs that choose best.pt" in capsys.readouterr().err

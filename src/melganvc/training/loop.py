@@ -46,6 +46,7 @@ from melganvc.training.step import (
     should_stop,
     train_batch,
     try_resume,
+    warm_start,
 )
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from melganvc.judges.speaker import SpeakerEncoder
 
 EVAL_MAX_FRAMES = 256  # ~3 s of 16 kHz speech per logged example
+HOLDOUT_FACTOR = 4  # select_best holds the sample inputs out only when A has >= 4x as many
 # The judges are 16 kHz speech models (they resample their input): the speech presets (16 and
 # 8 kHz) are scored; above 16 kHz are the music presets, which they cannot judge.
 JUDGE_MAX_RATE = 16000
@@ -102,11 +104,27 @@ def config_differences(run: Config, requested: Config) -> list[str]:
     return field_differences(to_dict(requested), to_dict(run))
 
 
+def sample_holdout(cfg: Config, utterances: int) -> int:
+    """How many of A's first utterances (the sample inputs) ``train.select_best`` keeps out of
+    training: all of them when A has at least ``HOLDOUT_FACTOR`` times as many, else none (a
+    user with a few long files should not lose most of their data to the judges)."""
+    wanted = cfg.train.num_eval_examples if cfg.train.select_best else 0
+    return wanted if utterances >= HOLDOUT_FACTOR * wanted else 0
+
+
 def open_corpora(cfg: Config, a: Path, b: Path) -> tuple[MelCorpus, MelCorpus]:
-    """The two domains; with ``train.select_best`` A's sample inputs are held out of training."""
+    """The two domains; with ``train.select_best`` A's sample inputs are held out of training
+    when A has enough utterances (``sample_holdout``), with a warning when it has not."""
     crop = cfg.model.crop_chunks * cfg.model.chunk_frames
-    holdout = cfg.train.num_eval_examples if cfg.train.select_best else 0
-    return MelCorpus(a, cfg.features, crop, holdout), MelCorpus(b, cfg.features, crop)
+    corpus_a = MelCorpus(a, cfg.features, crop)
+    holdout = sample_holdout(cfg, len(corpus_a))
+    if holdout:
+        corpus_a = MelCorpus(a, cfg.features, crop, holdout)
+    elif cfg.train.select_best and dist_utils.is_main():
+        print(f"melganvc: warning: {a}: only {len(corpus_a)} utterances, so the "
+              f"{min(cfg.train.num_eval_examples, len(corpus_a))} sample inputs that choose "
+              "best.pt (train.select_best) are trained on too", file=sys.stderr)
+    return corpus_a, MelCorpus(b, cfg.features, crop)
 
 
 def eval_examples(cfg: Config, corpus: MelCorpus) -> list[torch.Tensor]:
@@ -239,8 +257,13 @@ def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool
     data_a, data_b = open_corpora(cfg, corpus_a, corpus_b)
     state = build_state(cfg, device)
     dist_utils.broadcast_module(state.generator, *state.critics(), state.siamese)
-    if resume and try_resume(state, run_dir) and dist_utils.is_main():
+    resumed = resume and try_resume(state, run_dir)
+    if resumed and dist_utils.is_main():
         print(f"melganvc: resuming {run_dir} at step {state.step}", file=sys.stderr)
+    if not resumed and cfg.train.init:
+        base = warm_start(state, cfg.train.init)
+        if dist_utils.is_main():
+            print(f"melganvc: starting from the networks of {base}", file=sys.stderr)
     main = dist_utils.is_main()
     writer = None
     if main:

@@ -25,6 +25,7 @@ from melganvc.io.checkpoint import (
     CheckpointError,
     check_compatible,
     load_checkpoint,
+    resolve_checkpoint,
     save_checkpoint,
 )
 from melganvc.io.run_dir import RunDir
@@ -305,6 +306,43 @@ def try_resume(state: TrainState, run_dir: Path) -> bool:
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     return True
+
+
+def warm_start(state: TrainState, source: str) -> Path:
+    """``train.init``: begin from another run's networks (a base model), not from random ones.
+
+    G starts from the base's EMA generator when it has one (the smoothed, better weights), and
+    so does this run's EMA; the critic(s) and S start from the base's when it has them (a
+    generator-only export leaves them fresh). Optimisers, step, RNG and selection start anew:
+    this is a new run that fine-tunes, not a resume. Returns the file it read."""
+    path = init_checkpoint(source)
+    payload = load_checkpoint(path, map_location=state.device)  # its errors name the file
+    try:
+        check_compatible(state.cfg, payload, ("features", "model"))
+        models = payload["models"]
+        generator = models.get("generator_ema", models["generator"])
+        for module in (state.generator, state.ema):
+            if module is not None:
+                module.load_state_dict(generator)
+        if "critic" in models:
+            state.critic.load_state_dict(models["critic"])
+            state.siamese.load_state_dict(models["siamese"])
+        if state.patch_critic is not None and "patch_critic" in models:
+            state.patch_critic.load_state_dict(models["patch_critic"])
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: cannot start from it (train.init): {exc}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: cannot start from it (train.init): incomplete or "
+                              f"damaged networks ({detail})") from None
+    return path
+
+
+def init_checkpoint(source: str) -> Path:
+    """A run folder means its full training checkpoint (G, D and S); a file or a bundled
+    model's name means itself."""
+    folder = RunDir(Path(source))
+    return folder.checkpoint if folder.checkpoint.is_file() else resolve_checkpoint(source)
 
 
 def should_stop(state: TrainState, started: float) -> bool:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from melganvc.conversion.converter import Converter
 
 Handler = Callable[[argparse.Namespace], int]
-DEFAULT_PRESET = "speech16k"
+DEFAULT_PRESET = "speech"  # `train`; the other commands start from the reference
 
 
 class Command(NamedTuple):
@@ -28,8 +28,9 @@ class Command(NamedTuple):
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML or TOML config file (overrides the preset)")
-    parser.add_argument("--preset", default="speech16k",
-                        help="starting point: speech16k (reference), speech8k, music22k, music44k, demo, tiny")
+    parser.add_argument("--preset", default="reference",
+                        help="starting point: speech (train's default), reference (= speech16k), "
+                             "speech8k, music22k, music44k, demo, tiny")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override one config field, e.g. --set train.steps=5000 (repeatable)")
 

@@ -77,8 +77,12 @@ def _setup_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--b", required=True, type=Path, help="domain B: audio folder or prepared cache")
     p.add_argument("--out", required=True, type=Path, help="run folder (config, checkpoints, logs)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--max-minutes", type=float, help="stop cleanly with a checkpoint after this long")
+    p.add_argument("--max-minutes", type=float, help="stop cleanly with a checkpoint after this long "
+                        "(default: the preset's; 20 for speech, 0 = no limit)")
     p.add_argument("--steps", type=int, help="total batches to train (train.steps)")
+    p.add_argument("--init", metavar="BASE",
+                   help="start from a base model's networks (run folder, checkpoint or bundled "
+                        "name; same features and model sizes) to fine-tune (train.init)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_args(p)
     p.set_defaults(preset=None)  # _train tells "--preset given" (refused on --resume) from not
@@ -89,7 +93,9 @@ def _train(args: argparse.Namespace) -> int:
     from melganvc.training.loop import fit, training_corpora
 
     extra = [f"train.steps={args.steps}"] if args.steps else []
-    extra += [f"train.max_minutes={args.max_minutes}"] if args.max_minutes else []
+    extra += [f"train.init={args.init}"] if args.init else []
+    # --max-minutes 0 lifts the default recipe's 20-minute limit
+    extra += [f"train.max_minutes={args.max_minutes}"] if args.max_minutes is not None else []
     if args.resume and (args.out / CHECKPOINT_NAME).is_file():
         cfg = checkpoint_config(load_checkpoint(args.out))  # resume with the run's own config
         cfg = apply_overrides(cfg, args.overrides + extra)
