@@ -1,3 +1,4 @@
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -69,5 +70,8 @@ def test_bad_config_files_name_the_problem(tmp_path: Path) -> None:
 def test_shipped_configs_load() -> None:
     root = REPO / "configs"
     assert load_config(root / "default.toml") == Config()
+    listed = tomllib.loads((root / "default.toml").read_text())
+    every = to_dict(Config())
+    assert {s: sorted(listed[s]) for s in listed} == {s: sorted(every[s]) for s in every}
     for path in root.glob("*.toml"):
         load_config(path)
