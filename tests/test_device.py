@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
+from melganvc.apps.cli import main
 from melganvc.config import ConfigError
-from melganvc.device import select_device, tune_for_training
+from melganvc.device import (
+    cgroup_cpu_limit,
+    select_device,
+    set_cpu_threads,
+    tune_for_training,
+    usable_cpus,
+)
 
 
 def test_auto_is_cpu_without_cuda_and_has_no_side_effects() -> None:
@@ -37,3 +47,38 @@ def test_torchrun_rank_picks_its_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert select_device("cuda") == torch.device("cuda", 0)
     assert select_device("cuda:0") == torch.device("cuda", 0)
+
+
+def test_cgroup_quota_is_read_from_v2_and_v1(tmp_path: Path) -> None:
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_cpu_limit(v2) == 1.5
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_limit(v2) is None
+    v1 = tmp_path / "v1" / "cpu"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("200000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(tmp_path / "v1") == 2.0
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")  # v1: no quota
+    assert cgroup_cpu_limit(tmp_path / "v1") is None
+    assert cgroup_cpu_limit(tmp_path / "none") is None
+
+
+def test_usable_cpus_is_capped_by_the_quota(tmp_path: Path) -> None:
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU: still one thread
+    assert usable_cpus(tmp_path) == 1
+    assert usable_cpus(tmp_path / "none") == len(os.sched_getaffinity(0))
+
+
+def test_threads_option(capsys) -> None:
+    before = torch.get_num_threads()
+    try:
+        assert set_cpu_threads(1) == 1 == torch.get_num_threads()
+        with pytest.raises(ConfigError, match="--threads must be at least 1"):
+            set_cpu_threads(0)
+        assert main(["resynth", "in.wav", "out.wav", "--threads", "0"]) == 2
+        assert "melganvc: error: --threads must be at least 1, got 0" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)

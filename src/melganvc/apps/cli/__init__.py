@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text, setup, handler in COMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text)
         setup(p)
+        p.add_argument("--threads", type=int, metavar="N",
+                       help="CPU threads for torch (default: the CPUs this process may use, "
+                            "affinity and container quota counted; OMP_NUM_THREADS if set)")
         p.set_defaults(handler=handler)
     return parser
 
@@ -63,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with _sigterm_as_interrupt():
         try:
+            from melganvc.device import set_cpu_threads
+
+            set_cpu_threads(args.threads)
             return int(args.handler(args) or 0)
         except UserError as exc:
             print(f"melganvc: error: {exc}", file=sys.stderr)
