@@ -167,7 +167,7 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     # The default of `melganvc train` (docs/results.md, "The default recipe"): the best measured
     # for ~10 min of speech per speaker on a 2-core CPU in 20 minutes. Against the reference:
-    # quarter-width networks (2-6x more batches per minute on a CPU), batch 8 at lr 5e-4, an
+    # quarter-width networks (a batch of 8 takes 1/13 of the reference's 16 on a CPU), batch 8 at lr 5e-4, an
     # EMA generator, identity weight 5 (content), and the held-out sample judges keep the best
     # eval's generator (best.pt) rather than the last step's; the time limit ends the run.
     "speech": {"model": {"generator_channels": 64, "critic_channels": 64, "siamese_channels": 64,

@@ -71,3 +71,12 @@ def test_incompatible_or_missing_base_is_one_clear_error(base_run: Path, tmp_pat
         warm_start(state, str(base_run))
     with pytest.raises(CheckpointError, match="no checkpoint found"):
         warm_start(state, str(tmp_path / "nowhere"))
+
+
+def test_exported_generator_is_refused_with_the_reason(base_run: Path, tmp_path: Path) -> None:
+    from melganvc.conversion.export import save_generator
+
+    export = save_generator(tmp_path / "small.pt", base_run / "checkpoint.pt")
+    state = build_state(tiny(2), torch.device("cpu"))
+    with pytest.raises(CheckpointError, match="exported for conversion .* give the base's run"):
+        warm_start(state, str(export))

@@ -331,7 +331,14 @@ def warm_start(state: TrainState, source: str) -> Path:
             state.patch_critic.load_state_dict(models["patch_critic"])
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: cannot start from it (train.init): {exc}") from None
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except RuntimeError as exc:
+        if payload.get("kind") == "generator":  # export-generator drops spectral norm
+            raise CheckpointError(f"{path}: cannot start from it (train.init): a generator "
+                                  "exported for conversion (no spectral norm) cannot train on; "
+                                  "give the base's run folder or checkpoint.pt") from None
+        raise CheckpointError(f"{path}: cannot start from it (train.init): damaged networks "
+                              f"({str(exc).strip().splitlines()[0]})") from None
+    except (KeyError, TypeError, ValueError) as exc:
         detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{path}: cannot start from it (train.init): incomplete or "
                               f"damaged networks ({detail})") from None
