@@ -167,10 +167,11 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     # The default of `melganvc train` (docs/results.md, "The default recipe"): the best measured
     # for ~10 min of speech per speaker on a 2-core CPU in 20 minutes. Against the reference:
-    # quarter-width networks (a batch of 8 takes 1/13 of the reference's 16 on a CPU), batch 8 at lr 5e-4, an
-    # EMA generator, identity weight 5 (content), and the held-out sample judges keep the best
+    # small networks (G 128, D and S 64 channels: a batch of 8 takes 1/11 of the reference's
+    # 16 on a CPU; G 128 beat G 64 at the same time budget), batch 8 at lr 5e-4, an EMA
+    # generator, identity weight 5 (content), and the held-out sample judges keep the best
     # eval's generator (best.pt) rather than the last step's; the time limit ends the run.
-    "speech": {"model": {"generator_channels": 64, "critic_channels": 64, "siamese_channels": 64,
+    "speech": {"model": {"generator_channels": 128, "critic_channels": 64, "siamese_channels": 64,
                          "vec_len": 64},
                "loss": {"identity": 5.0},
                "train": {"batch_size": 8, "lr": 5e-4, "steps": 60000, "ema": 0.999,
