@@ -29,6 +29,9 @@ POWER_CAP = 1e30  # far above the +1 clip of the normalised range, far below flo
 # features of a 1-frame block would differ in the last bit from the same frame in a big block.
 # ``MelSpectrogram.frames`` pads smaller products to this many frames.
 MIN_COLUMNS = 16
+# MKL's SSE4.2 sgemm (older CPUs; `make test-kernels`) rounds a column by where it falls in
+# the product: widths that are a multiple of 16 give every frame the same bits in any block.
+COLUMN_TILE = 16
 
 
 def hz_to_mel_htk(hz: np.ndarray | float) -> np.ndarray:
@@ -107,13 +110,14 @@ class MelSpectrogram(nn.Module):
 
         Frame ``i`` covers ``padded[..., i * hop : i * hop + n_fft]``; the caller supplies the
         context (``centre_pad``, or the neighbouring samples of a longer signal). Products of
-        fewer than ``MIN_COLUMNS`` frames are zero-padded to that many, so a frame gets the same
-        bits in a block of any size.
+        fewer than ``MIN_COLUMNS`` frames are zero-padded to that many, and longer ones to a
+        multiple of ``COLUMN_TILE``, so a frame gets the same bits in a block of any size.
         """
         power = self.power(self._stft(padded))
         count = power.shape[-1]
-        if count < MIN_COLUMNS:
-            power = F.pad(power, (0, MIN_COLUMNS - count))
+        columns = max(MIN_COLUMNS, -(-count // COLUMN_TILE) * COLUMN_TILE)
+        if columns > count:
+            power = F.pad(power, (0, columns - count))
         mel = torch.matmul(self.filterbank, power)
         return self.normalize(power_to_db(mel, self.cfg.ref_level_db))[..., :count]
 
