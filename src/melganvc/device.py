@@ -2,7 +2,8 @@
 
 Selection has no side effects; the speed settings training wants on a GPU are a separate,
 explicit call (``tune_for_training``), so converting in a notebook never changes torch's global
-matmul precision behind the user's back.
+matmul precision behind the user's back. torch is imported where it is used, so the CLI can
+apply ``--threads`` before a command that never needs torch (``models``) without paying for it.
 """
 
 from __future__ import annotations
@@ -10,16 +11,20 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from melganvc.config import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def select_device(name: str | torch.device = "auto") -> torch.device:
     """``auto``: CUDA when present, else the CPU; otherwise the named device, checked. Under
     ``torchrun`` (``WORLD_SIZE`` > 1) a CUDA device without an index is this process's GPU
     (``LOCAL_RANK``). An unknown name, or CUDA without a GPU, is a one-line ``ConfigError``."""
+    import torch
+
     text = str(name)
     if text == "auto":
         text = "cuda" if torch.cuda.is_available() else "cpu"
@@ -38,6 +43,8 @@ def tune_for_training(device: torch.device) -> None:
     """GPU speed settings for training: crops have one fixed shape, so cuDNN's autotuned kernels
     pay off from the first batches; TF32 matmuls (the GPU runs of docs/results.md used them).
     Nothing to do on a CPU."""
+    import torch
+
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision("high")
@@ -74,13 +81,20 @@ def usable_cpus(root: Path = CGROUP) -> int:
     return max(1, min(cpus, math.ceil(limit))) if limit is not None else max(1, cpus)
 
 
-def set_cpu_threads(requested: int | None = None) -> int:
-    """torch's CPU threads: ``requested`` (``--threads``), else the usable CPUs unless
-    ``OMP_NUM_THREADS`` already says; returns the count in force."""
-    if requested is not None:
-        if requested < 1:
-            raise ConfigError(f"--threads must be at least 1, got {requested}")
-        torch.set_num_threads(requested)
-    elif "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() > usable_cpus():
-        torch.set_num_threads(usable_cpus())
-    return torch.get_num_threads()
+def set_cpu_threads(requested: int | None = None) -> int | None:
+    """torch's CPU threads: ``requested`` (``--threads``); else, under a cgroup CPU quota, the
+    usable CPUs when torch's own count (which follows the affinity mask only) is higher,
+    unless ``OMP_NUM_THREADS`` already says. Returns the count it set, or ``None`` when torch's
+    default stands (then torch is not even imported)."""
+    if requested is not None and requested < 1:
+        raise ConfigError(f"--threads must be at least 1, got {requested}")
+    if requested is None and ("OMP_NUM_THREADS" in os.environ or cgroup_cpu_limit() is None):
+        return None  # torch already counts the affinity mask
+    import torch
+
+    if requested is None:
+        requested = usable_cpus()
+        if torch.get_num_threads() <= requested:
+            return None
+    torch.set_num_threads(requested)
+    return requested
