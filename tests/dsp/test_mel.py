@@ -75,7 +75,7 @@ def test_normalise_round_trip() -> None:
 @pytest.mark.parametrize("samples", [100, 577, 963, 2880, 3072, 16000])
 def test_one_framing_core_gives_the_same_bits_however_cut(samples: int) -> None:
     """forward, long and FeatureStream share ``MelSpectrogram.frames``: equal to the bit for
-    any piece size, short files (fewer than MIN_COLUMNS frames) included."""
+    any piece size, short files (fewer than COLUMN_TILE frames) included."""
     from melganvc.dsp.mel import FeatureStream
 
     mel = MelSpectrogram(Config().features)

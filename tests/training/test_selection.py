@@ -67,13 +67,14 @@ def test_patience_stops_early_and_resume_keeps_the_best(tiny_corpora, tmp_path: 
 
 def test_holdout_keeps_the_sample_inputs_out_of_training(tiny_corpora) -> None:
     cfg = preset_config("tiny")
-    held = MelCorpus(tiny_corpora[0], cfg.features, 72, holdout=1)
+    held = MelCorpus(tiny_corpora[0], cfg.features, 72)
+    held.hold_out(1)
     crops = held.sample(np.random.default_rng(0), 200)
     first = held.utterance(0)
     windows = first.unfold(1, 72, 1).permute(1, 0, 2)  # every crop of utterance 0
     assert not any(torch.equal(c, w) for c in crops[:50] for w in windows)
     with pytest.raises(UserError, match="holding out 3"):
-        MelCorpus(tiny_corpora[0], cfg.features, 72, holdout=3)
+        MelCorpus(tiny_corpora[0], cfg.features, 72).hold_out(3)
 
 
 def test_few_utterances_keep_the_sample_inputs_in_training(tiny_corpora, capsys) -> None:

@@ -25,12 +25,11 @@ from melganvc.config import FeatureConfig
 
 AMIN = 1e-10
 POWER_CAP = 1e30  # far above the +1 clip of the normalised range, far below float32's max
-# Products with fewer columns than this take other BLAS kernels (different rounding), so the
-# features of a 1-frame block would differ in the last bit from the same frame in a big block.
-# ``MelSpectrogram.frames`` pads smaller products to this many frames.
-MIN_COLUMNS = 16
-# MKL's SSE4.2 sgemm (older CPUs; `make test-kernels`) rounds a column by where it falls in
-# the product: widths that are a multiple of 16 give every frame the same bits in any block.
+# BLAS rounds a column of a product by the product's width: narrow products take other
+# kernels (a 1-frame block's features differed in the last bit from the same frame in a big
+# block), and MKL's SSE4.2 sgemm (older CPUs; `make test-kernels`) rounds by where a column
+# falls. ``MelSpectrogram.frames`` pads every product to a multiple of this many frames, which
+# gives every frame the same bits in a block of any size.
 COLUMN_TILE = 16
 
 
@@ -109,13 +108,13 @@ class MelSpectrogram(nn.Module):
         """The framing core: normalised mel of every whole frame of ``padded`` ``(..., samples)``.
 
         Frame ``i`` covers ``padded[..., i * hop : i * hop + n_fft]``; the caller supplies the
-        context (``centre_pad``, or the neighbouring samples of a longer signal). Products of
-        fewer than ``MIN_COLUMNS`` frames are zero-padded to that many, and longer ones to a
-        multiple of ``COLUMN_TILE``, so a frame gets the same bits in a block of any size.
+        context (``centre_pad``, or the neighbouring samples of a longer signal). Products are
+        zero-padded to a multiple of ``COLUMN_TILE`` frames (at least one tile), so a frame
+        gets the same bits in a block of any size.
         """
         power = self.power(self._stft(padded))
         count = power.shape[-1]
-        columns = max(MIN_COLUMNS, -(-count // COLUMN_TILE) * COLUMN_TILE)
+        columns = max(COLUMN_TILE, -(-count // COLUMN_TILE) * COLUMN_TILE)
         if columns > count:
             power = F.pad(power, (0, columns - count))
         mel = torch.matmul(self.filterbank, power)

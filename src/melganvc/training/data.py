@@ -192,10 +192,7 @@ def corpus_origin(path: Path) -> str:
 class MelCorpus:
     """A prepared domain: random fixed-length crops, uniform over all valid crop positions."""
 
-    def __init__(self, path: Path, features: FeatureConfig, crop_frames: int,
-                 holdout: int = 0) -> None:
-        """``holdout``: the first utterances are never cropped (they are the held-out sample
-        inputs of ``train.select_best``)."""
+    def __init__(self, path: Path, features: FeatureConfig, crop_frames: int) -> None:
         path = Path(path)
         if not is_prepared(path):
             raise UserError(f"{path}: not a prepared corpus (run 'melganvc prepare' first)")
@@ -219,14 +216,19 @@ class MelCorpus:
         if not consistent:
             raise UserError(f"{path}: damaged prepared corpus (index and mels do not match); "
                             "delete it and prepare again")
-        self.crop_frames = crop_frames
-        positions = self.lengths - crop_frames + 1
-        keep = positions > 0
-        if not keep.any():
+        self.path, self.crop_frames = path, crop_frames
+        if not (self.lengths >= crop_frames).any():
             raise UserError(f"{path}: every utterance is shorter than a {crop_frames}-frame crop")
-        keep[:holdout] = False
+        self.hold_out(0)
+
+    def hold_out(self, count: int) -> None:
+        """Never crop the first ``count`` utterances (the held-out sample inputs of
+        ``train.select_best``); 0: crop them all."""
+        positions = self.lengths - self.crop_frames + 1
+        keep = positions > 0
+        keep[:count] = False
         if not keep.any():
-            raise UserError(f"{path}: nothing left to train on after holding out {holdout} "
+            raise UserError(f"{self.path}: nothing left to train on after holding out {count} "
                             "sample utterances (train.select_best); give more audio or lower "
                             "train.num_eval_examples")
         self._starts, self._positions = self.offsets[keep], positions[keep]

@@ -119,7 +119,7 @@ def open_corpora(cfg: Config, a: Path, b: Path) -> tuple[MelCorpus, MelCorpus]:
     corpus_a = MelCorpus(a, cfg.features, crop)
     holdout = sample_holdout(cfg, len(corpus_a))
     if holdout:
-        corpus_a = MelCorpus(a, cfg.features, crop, holdout)
+        corpus_a.hold_out(holdout)
     elif cfg.train.select_best and dist_utils.is_main():
         print(f"melganvc: warning: {a}: only {len(corpus_a)} utterances, so the "
               f"{min(cfg.train.num_eval_examples, len(corpus_a))} sample inputs that choose "

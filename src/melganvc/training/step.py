@@ -259,9 +259,13 @@ def restore_state(state: TrainState, payload: dict[str, Any]) -> None:
     try:
         _restore(state, payload)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint holds incomplete or damaged training state ({detail})") \
-            from None
+        raise CheckpointError("checkpoint holds incomplete or damaged training state "
+                              f"({_load_failure(exc)})") from None
+
+
+def _load_failure(exc: Exception) -> str:
+    """The first line of why a checkpoint's tensors did not load (a missing key is named)."""
+    return f"missing {exc}" if isinstance(exc, KeyError) else str(exc).strip().splitlines()[0]
 
 
 def _restore(state: TrainState, payload: dict[str, Any]) -> None:
@@ -308,6 +312,11 @@ def try_resume(state: TrainState, run_dir: Path) -> bool:
     return True
 
 
+# export-generator drops spectral norm: its weights do not fit a trainable generator
+EXPORTED_BASE = ("a generator exported for conversion (no spectral norm) cannot train on; give "
+                 "the base's run folder or checkpoint.pt")
+
+
 def warm_start(state: TrainState, source: str) -> Path:
     """``train.init``: begin from another run's networks (a base model), not from random ones.
 
@@ -330,19 +339,15 @@ def warm_start(state: TrainState, source: str) -> Path:
         if state.patch_critic is not None and "patch_critic" in models:
             state.patch_critic.load_state_dict(models["patch_critic"])
     except CheckpointError as exc:
-        raise CheckpointError(f"{path}: cannot start from it (train.init): {exc}") from None
+        reason = str(exc)
     except RuntimeError as exc:
-        if payload.get("kind") == "generator":  # export-generator drops spectral norm
-            raise CheckpointError(f"{path}: cannot start from it (train.init): a generator "
-                                  "exported for conversion (no spectral norm) cannot train on; "
-                                  "give the base's run folder or checkpoint.pt") from None
-        raise CheckpointError(f"{path}: cannot start from it (train.init): damaged networks "
-                              f"({str(exc).strip().splitlines()[0]})") from None
+        reason = (EXPORTED_BASE if payload.get("kind") == "generator"
+                  else f"damaged networks ({_load_failure(exc)})")
     except (KeyError, TypeError, ValueError) as exc:
-        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: cannot start from it (train.init): incomplete or "
-                              f"damaged networks ({detail})") from None
-    return path
+        reason = f"incomplete or damaged networks ({_load_failure(exc)})"
+    else:
+        return path
+    raise CheckpointError(f"{path}: cannot start from it (train.init): {reason}")
 
 
 def init_checkpoint(source: str) -> Path:
