@@ -42,6 +42,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/inversion.py
+	$(PY) benchmarks/vocoder.py
 
 # Style, the package's layers (pyproject.toml [tool.importlinter]) and types (py.typed is shipped).
 lint: $(STAMP)

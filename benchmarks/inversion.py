@@ -74,11 +74,11 @@ class Scorer:
     def __init__(self, inverter: Inverter, wave: torch.Tensor) -> None:
         self.mel = inverter.mel
         self.magnitude = linear_magnitude(self.mel, wave)
-        self.mel_power = self.mel.to_power(self.mel(wave))
+        self.mel_power = self.mel.to_linear(self.mel(wave))
 
     def __call__(self, out: torch.Tensor) -> dict[str, float]:
         out = out.reshape(1, -1).float()
-        power = self.mel.power_mel(out)[..., : self.mel_power.shape[-1]]
+        power = self.mel.linear_mel(out)[..., : self.mel_power.shape[-1]]
         sc_mel = (self.mel_power - power).norm() / self.mel_power.norm()
         sc_linear = spectral_convergence(out, self.magnitude, self.mel)[0]
         return {"sc_linear": round(float(sc_linear), 5), "sc_mel": round(float(sc_mel), 5)}
@@ -133,7 +133,7 @@ def bench_librosa(cfg: Config, mel: torch.Tensor, seconds: float, score: Scorer)
 
     f = cfg.features
     features = MelSpectrogram(f)  # librosa's STFT is not normalised: undo our sum(window^2)
-    power = (features.to_power(mel)[0].double().numpy() * features.power_scale).astype(np.float32)
+    power = (features.to_linear(mel)[0].double().numpy() * features.power_scale).astype(np.float32)
     start = time.perf_counter()
     out = librosa.feature.inverse.mel_to_audio(
         power, sr=f.sample_rate, n_fft=f.n_fft, hop_length=f.hop_length, win_length=f.n_fft,

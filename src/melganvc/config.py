@@ -22,16 +22,28 @@ class ConfigError(UserError, ValueError):
     """A config file or override the user wrote is wrong; the message says which field."""
 
 
+MEL_RECIPES = ("reference", "hifigan")
+INVERSION_METHODS = ("gl", "grad", "hifigan")
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Waveform <-> normalised log-mel (method.md, "Features")."""
+    """Waveform <-> normalised log-mel (method.md, "Features").
 
+    ``recipe`` picks how mel values are made: ``reference`` is the paper's (HTK filterbank on the
+    window-normalised power spectrum, 10 log10); ``hifigan`` is the pretrained HiFi-GAN's own
+    (librosa's Slaney filterbank on the plain STFT magnitude, 20 log10, i.e. the vocoder's natural
+    log of the magnitude mel up to a constant factor). Either way the dB values between
+    ``ref_level_db + min_level_db`` and ``ref_level_db`` map to [-1, 1].
+    """
+
+    recipe: str = "reference"
     sample_rate: int = 16000
     n_fft: int = 1152  # = window length = 6 * hop
     hop_length: int = 192
     n_mels: int = 192
     f_min: float = 0.0
-    f_max: float = 8000.0  # top of the mel scale; Nyquist for every preset
+    f_max: float = 8000.0  # top of the mel scale; Nyquist for every preset but hifigan's
     ref_level_db: float = 20.0
     min_level_db: float = -100.0
 
@@ -94,7 +106,9 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class InversionConfig:
-    """Mel -> waveform. ``gl``: fast Griffin-Lim; ``grad``: the reference's gradient inversion."""
+    """Mel -> waveform. ``gl``: fast Griffin-Lim; ``grad``: the reference's gradient inversion;
+    ``hifigan``: the pretrained universal HiFi-GAN (the ``vocoder`` extra; needs the
+    ``hifigan`` feature preset, ``melganvc.vocoders.hifigan``)."""
 
     method: str = "gl"
     gl_iters: int = 28  # beats librosa 32-iteration GL in spectral convergence at RTF ~0.02
@@ -137,6 +151,11 @@ class Config:
             raise ConfigError("features: need 0 < hop_length <= n_fft")
         if not 0 <= f.f_min < f.f_max <= f.sample_rate / 2:
             raise ConfigError("features: need 0 <= f_min < f_max <= sample_rate/2")
+        if f.recipe not in MEL_RECIPES:
+            raise ConfigError(f"features.recipe must be one of {', '.join(MEL_RECIPES)}, "
+                              f"got {f.recipe!r}")
+        if not f.min_level_db < 0:
+            raise ConfigError("features.min_level_db must be negative")
         if m.chunk_frames < 4 or m.chunk_frames % 4:
             raise ConfigError("model.chunk_frames must be a positive multiple of 4 (two stride-2 stages)")
         if m.crop_chunks < 2:
@@ -145,8 +164,13 @@ class Config:
             raise ConfigError("model.patch_critic_channels and loss.feature_match must be >= 0")
         if self.train.gupt < 1 or self.train.batch_size < 1:
             raise ConfigError("train: gupt and batch_size must be >= 1")
-        if self.inversion.method not in ("gl", "grad"):
-            raise ConfigError("inversion.method must be 'gl' or 'grad'")
+        if self.inversion.method not in INVERSION_METHODS:
+            raise ConfigError(f"inversion.method must be one of {', '.join(INVERSION_METHODS)}, "
+                              f"got {self.inversion.method!r}")
+        if self.inversion.method == "hifigan" and not vocoder_features(f):
+            raise ConfigError("inversion.method=hifigan needs the vocoder's own features (the "
+                              "'hifigan' preset: 22050 Hz, n_fft 1024, hop 256, 80 Slaney mels); "
+                              f"these are {f.recipe}, {f.sample_rate} Hz, {f.n_mels} mels")
         self._validate_conversion()
         return self
 
@@ -162,8 +186,31 @@ class Config:
                               "0 <= block_overlap < block_frames")
 
 
+# The pretrained HiFi-GAN's mel (its config.json; librosa's Slaney filters, natural log of the
+# magnitude mel). ref/min level: magnitudes from 1e-5 (ln -11.5, HiFi-GAN's usual clamp floor)
+# up to 10 (ln 2.3, above the loudest frames of speech brought to -20 dBFS) fill [-1, 1].
+HIFIGAN_FEATURES = FeatureConfig(recipe="hifigan", sample_rate=22050, n_fft=1024, hop_length=256,
+                                 n_mels=80, f_min=0.0, f_max=8000.0, ref_level_db=20.0,
+                                 min_level_db=-120.0)
+
+
+def vocoder_features(features: FeatureConfig) -> bool:
+    """Whether the HiFi-GAN vocoder can read mels of ``features``: its recipe and framing
+    (the level range may differ: it only sets how the same log-mel fills [-1, 1])."""
+    return replace(features, ref_level_db=HIFIGAN_FEATURES.ref_level_db,
+                   min_level_db=HIFIGAN_FEATURES.min_level_db) == HIFIGAN_FEATURES
+
+
+_SPEECH: dict[str, Any] = {
+    "model": {"generator_channels": 128, "critic_channels": 64, "siamese_channels": 64,
+              "vec_len": 64},
+    "loss": {"identity": 5.0},
+    "train": {"batch_size": 8, "lr": 5e-4, "steps": 60000, "ema": 0.999,
+              "checkpoint_every": 1000, "eval_every": 1000, "max_minutes": 20.0,
+              "select_best": True}}
+
 # Presets keep a chunk spanning about the same time (24 * 192 / 16 kHz = 0.29 s) and put the
-# top of the mel scale at Nyquist.
+# top of the mel scale at Nyquist (but hifigan, whose vocoder was trained on mels up to 8 kHz).
 PRESETS: dict[str, dict[str, Any]] = {
     # The default of `melganvc train` (docs/results.md, "The default recipe"): the best measured
     # for ~10 min of speech per speaker on a 2-core CPU in 20 minutes. Against the reference:
@@ -171,12 +218,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 16 on a CPU; G 128 beat G 64 at the same time budget), batch 8 at lr 5e-4, an EMA
     # generator, identity weight 5 (content), and the held-out sample judges keep the best
     # eval's generator (best.pt) rather than the last step's; the time limit ends the run.
-    "speech": {"model": {"generator_channels": 128, "critic_channels": 64, "siamese_channels": 64,
-                         "vec_len": 64},
-               "loss": {"identity": 5.0},
-               "train": {"batch_size": 8, "lr": 5e-4, "steps": 60000, "ema": 0.999,
-                         "checkpoint_every": 1000, "eval_every": 1000, "max_minutes": 20.0,
-                         "select_best": True}},
+    "speech": _SPEECH,
+    # The speech recipe on the pretrained HiFi-GAN's features, converted with it (the `vocoder`
+    # extra). The features alone: the `hifigan` preset.
+    "speech-hifigan": _SPEECH | {"features": dataclasses.asdict(HIFIGAN_FEATURES),
+                                 "inversion": {"method": "hifigan"}},
+    "hifigan": {"features": dataclasses.asdict(HIFIGAN_FEATURES),
+                "inversion": {"method": "hifigan"}},
     # MelGAN-VC as published (method.md): the paper's features, networks and loss weights.
     "reference": {},
     "speech16k": {},  # the reference under its older name (configs written before `reference`)

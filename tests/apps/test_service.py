@@ -74,13 +74,25 @@ def test_convert_writes_audio_and_mel_images(service: ConversionService, tmp_pat
     assert "real-time factor" in result.message and result.seconds == pytest.approx(1.5)
 
 
-@pytest.mark.parametrize(("method", "quality"), sorted(QUALITY))
+GL_GRAD = sorted(key for key in QUALITY if key[0] != "hifigan")  # the bundled models' features
+
+
+@pytest.mark.parametrize(("method", "quality"), GL_GRAD)
 def test_quality_settings_reach_the_inverter(service: ConversionService, method: str,
                                              quality: str) -> None:
     conv = service.converter(service.model_names()[0], method, quality)
     assert conv.inversion.method == method
     for key, value in QUALITY[(method, quality)].items():
         assert getattr(conv.inversion, key) == value
+
+
+def test_auto_is_the_models_own_inversion_and_hifigan_needs_its_features(
+        service: ConversionService) -> None:
+    name = service.model_names()[0]
+    assert service.converter(name).inversion.method == "gl"  # "auto": the checkpoint's (gl)
+    assert service.converter(name, "auto", "fast").inversion.gl_iters == 8
+    with pytest.raises(UserError, match="inversion.method=hifigan needs the vocoder's own"):
+        service.converter(name, "hifigan", "standard")
 
 
 def test_generator_is_loaded_once_per_model(service: ConversionService) -> None:
@@ -93,12 +105,12 @@ def test_converters_are_built_once_per_quality(service: ConversionService) -> No
     """A new converter per request re-made its inverter's buffers every time (memory churn
     in a long-running server); now each (model, method, quality) is built once."""
     name = service.model_names()[0]
-    built = {key: service.converter(name, *key) for key in sorted(QUALITY)}
+    built = {key: service.converter(name, *key) for key in GL_GRAD}
     for _ in range(3):
         for key, conv in built.items():
             assert service.converter(name, *key) is conv
             assert service.converter(name, *key).inverter() is conv.inverter()
-    assert service.loaded_models() == {name: len(QUALITY)}
+    assert service.loaded_models() == {name: len(GL_GRAD)}
 
 
 def test_models_in_memory_are_bounded(ckpt: Path, tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def test_nnls_is_nonnegative_and_beats_clamped_pseudo_inverse() -> None:
     inv = _inverter()
     wave = torch.from_numpy(np.stack([_tones_and_bursts(1.0), speech_like(1.0)]))
     true = linear_magnitude(inv.mel, wave)
-    power = inv.mel.to_power(inv.mel(wave))  # what inversion sees: clipped at the dB floor
+    power = inv.mel.to_linear(inv.mel(wave))  # what inversion sees: clipped at the dB floor
     estimate = inv.nnls(power)
     assert estimate.shape == true.shape
     assert (estimate >= 0).all()
@@ -112,7 +112,7 @@ def test_default_inversion_beats_librosa_mel_to_audio_on_real_speech() -> None:
     inv = _inverter()
     cfg = inv.features
     ours = inversion_quality(inv, wave)["sc_linear"]
-    mel_power = inv.mel.to_power(inv.mel(wave[None]))[0].numpy() * inv.mel.power_scale
+    mel_power = inv.mel.to_linear(inv.mel(wave[None]))[0].numpy() * inv.mel.power_scale
     out = librosa.feature.inverse.mel_to_audio(
         mel_power, sr=SR, n_fft=cfg.n_fft, hop_length=cfg.hop_length, window="hann", center=True,
         pad_mode="reflect", power=2.0, n_iter=32, htk=True, norm=None, fmin=cfg.f_min,
@@ -248,7 +248,7 @@ def test_stream_push_returns_final_samples_only() -> None:
 def test_grad_reduces_mel_loss(init: str) -> None:
     inv = _inverter(grad_steps=15)
     mel = inv.mel(torch.from_numpy(speech_like(0.5, seed=2))[None])
-    target = inv.mel.to_power(mel)
+    target = inv.mel.to_linear(mel)
     if init == "gl":
         start = inv.griffin_lim(inv.magnitude(mel))[0]
     else:

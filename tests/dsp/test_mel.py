@@ -66,8 +66,8 @@ def test_normalise_round_trip() -> None:
     assert mel.denormalize(torch.tensor(-1.0)) == -100.0
     # to_power inverts the dB mapping, so a mel from audio maps back to its power (above the floor)
     wave = torch.from_numpy(speech_like(0.3))
-    power = mel.power_mel(wave.unsqueeze(0))[0]
-    back = mel.to_power(mel(wave))
+    power = mel.linear_mel(wave.unsqueeze(0))[0]
+    back = mel.to_linear(mel(wave))
     keep = power > 1e-7
     assert torch.allclose(back[keep], power[keep], rtol=1e-3)
 

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import pytest
 from test_step import tiny
 
+from melganvc.config import preset_config
 from melganvc.io.checkpoint import load_checkpoint
-from melganvc.training.loop import SampleJudges, fit
+from melganvc.training.loop import SampleJudges, fit, judged
 
 JUDGE_TAGS = ("judge/naturalness", "judge/similarity_b")
 
@@ -54,6 +55,14 @@ def test_training_without_judges_warns_once(tiny_corpora: tuple[Path, Path], tmp
 
 def test_music_is_not_judged() -> None:
     judges = SampleJudges([])
-    state = SimpleNamespace(cfg=SimpleNamespace(features=SimpleNamespace(sample_rate=22050)))
+    state = SimpleNamespace(cfg=preset_config("music22k"))
     judges.log(state, writer=None, waves=[[0.0]], inverter=None)  # would fail if it loaded
     assert judges.naturalness is None and not judges.disabled
+
+
+def test_speech_on_the_vocoder_features_is_judged() -> None:
+    """22.05 kHz, like music22k, but speech: the sample judges (and select_best) work."""
+    assert judged(preset_config("speech-hifigan").features)
+    assert judged(preset_config("speech").features) and judged(preset_config("speech8k").features)
+    assert not judged(preset_config("music22k").features)
+    assert not judged(preset_config("music44k").features)

@@ -46,8 +46,13 @@ QUALITY: dict[tuple[str, str], dict[str, int]] = {
     ("grad", "fast"): {"grad_steps": 100},
     ("grad", "standard"): {"grad_steps": 300},
     ("grad", "high"): {"grad_steps": 1000},
+    # the neural vocoder has no iterations to trade: one setting (models on its features only)
+    ("hifigan", "fast"): {},
+    ("hifigan", "standard"): {},
+    ("hifigan", "high"): {},
 }
-METHODS = ("gl", "grad")
+# "auto": the model's own inversion (hifigan for models trained on its features, else gl)
+METHODS = ("auto", "gl", "grad", "hifigan")
 QUALITIES = ("fast", "standard", "high")
 RESULT_TTL_S = 900.0  # results older than this are deleted when the next one is made
 MAX_LOADED_MODELS = 4  # converters kept in memory; the least recently used one goes first
@@ -159,12 +164,12 @@ class ConversionService:
             raise UserError(f"unknown model {name!r}; choose one of the list")
         return models[name]
 
-    def converter(self, name: str, method: str = "gl", quality: str = "standard"):
+    def converter(self, name: str, method: str = "auto", quality: str = "standard"):
         """The converter for a listed model with the chosen inversion (reloaded when its
         checkpoint file changes, so a run still training serves its newest weights). Built
         once per (model, method, quality) and kept: a new one per request re-made the
-        inverter's buffers every time."""
-        if (method, quality) not in QUALITY:
+        inverter's buffers every time. ``auto``: the checkpoint's own method."""
+        if method not in METHODS or quality not in QUALITIES:
             raise UserError(f"inversion must be one of {METHODS} and quality one of {QUALITIES}")
         path = self._checkpoint(name)
         try:
@@ -181,6 +186,8 @@ class ConversionService:
             self._loaded.move_to_end(name)
             while len(self._loaded) > MAX_LOADED_MODELS:
                 self._loaded.popitem(last=False)
+            if method == "auto":
+                method = loaded.base.inversion.method
             if (method, quality) not in loaded.variants:
                 settings = {"method": method, **QUALITY[(method, quality)]}
                 loaded.variants[(method, quality)] = loaded.base.with_options(
@@ -248,7 +255,7 @@ class ConversionService:
                             f"{self.limits.max_seconds:g} s limit")
         return seconds
 
-    def convert(self, name: str, upload: str | Path, method: str = "gl",
+    def convert(self, name: str, upload: str | Path, method: str = "auto",
                 quality: str = "standard") -> Result:
         """Convert an uploaded file with a listed model; writes the result and two mel images.
 

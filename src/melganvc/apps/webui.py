@@ -138,8 +138,10 @@ def _convert_tab(service: ConversionService, gr: Any, on: SimpleNamespace) -> Si
             reload = gr.Button("Refresh list", elem_id="refresh-models", scale=1)
         about = gr.Markdown(on.describe(models[0]) if models else on.describe(None), elem_id="about")
         with gr.Row():
-            method = gr.Radio(list(METHODS), value="gl", label="Inversion",
-                              info="gl: fast Griffin-Lim; grad: gradient inversion (slower)")
+            method = gr.Radio(list(METHODS), value="auto", label="Inversion",
+                              info="auto: the model's own; gl: fast Griffin-Lim; grad: gradient "
+                                   "inversion (slower); hifigan: neural vocoder (models trained "
+                                   "on its features)")
             quality = gr.Radio(list(QUALITIES), value="standard", label="Quality",
                                info="more iterations: cleaner phase, slower")
         limits = service.limits

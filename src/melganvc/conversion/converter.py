@@ -49,7 +49,6 @@ from melganvc.conversion.pipeline import (
     StreamingConverter,
 )
 from melganvc.device import select_device
-from melganvc.dsp.inversion import Inverter
 from melganvc.dsp.loudness import LevelMeter, input_gain
 from melganvc.dsp.mel import FeatureStream, MelSpectrogram
 from melganvc.io.audio import as_mono_float32, audio_info, check_sample_rate, iter_blocks
@@ -60,6 +59,7 @@ from melganvc.io.checkpoint import (
     load_checkpoint,
 )
 from melganvc.models.chunk_stream import ChunkStream, resolve_overlap
+from melganvc.vocoders import AnyInverter, build_inverter
 
 
 class Converter:
@@ -88,7 +88,7 @@ class Converter:
         self.generator = generator.to(self.device).eval()
         self.mel = MelSpectrogram(self.config.features).to(self.device)
         self.source = "in-memory generator"
-        self._inverters: dict[tuple[int | None, int | None], Inverter] = {}
+        self._inverters: dict[tuple[int | None, int | None], AnyInverter] = {}
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto",
@@ -170,15 +170,15 @@ class Converter:
     # --- conversion ---------------------------------------------------------------------------
 
     def inverter(self, block_frames: int | None = None, overlap_frames: int | None = None
-                 ) -> Inverter:
-        """The (cached) ``Inverter`` for blocks of ``block_frames`` (``None``: its defaults)."""
+                 ) -> AnyInverter:
+        """The (cached) inverter (``inversion.method``'s) for blocks of ``block_frames`` (``None``: its defaults)."""
         key = (block_frames, overlap_frames)
         if key not in self._inverters:
             blocks = {} if block_frames is None else {"block_frames": block_frames}
             if overlap_frames is not None:
                 blocks["overlap_frames"] = overlap_frames
-            self._inverters[key] = Inverter(self.config.features, self.config.inversion,
-                                            **blocks).to(self.device)
+            self._inverters[key] = build_inverter(self.config.features, self.config.inversion,
+                                                  **blocks).to(self.device)
         return self._inverters[key]
 
     def chunk_stream(self) -> ChunkStream:

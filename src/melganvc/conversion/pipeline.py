@@ -48,7 +48,7 @@ from melganvc.models.chunk_stream import ChunkStream
 
 if TYPE_CHECKING:
     from melganvc.config import Config
-    from melganvc.dsp.inversion import Inverter
+    from melganvc.vocoders import AnyInverter
 
 
 STREAM_BLOCK_FRAMES = 64  # inversion block for real-time use (SC 0.109 vs 0.101 with 1024)
@@ -91,7 +91,7 @@ class Stages:
     config: Config
     features: FeatureStream
     chunks: ChunkStream
-    inverter: Inverter  # shared between streams: ``Inverter`` keeps no per-stream state
+    inverter: AnyInverter  # shared between streams: inverters keep no per-stream state
     match_loudness: bool = True
 
 

@@ -1,8 +1,18 @@
-"""Waveform <-> normalised log-mel, exactly the reference pipeline (method.md, "Features").
+"""Waveform <-> normalised log-mel (method.md, "Features"), in one of two recipes.
 
-power mel = HTK mel filterbank (no area normalisation) @ |STFT|^2 / sum(window^2)
-dB        = 10 log10(max(mel, 1e-10)) - ref_level_db
-normalised = clip(((dB - min_level_db) / -min_level_db) * 2 - 1, -1, 1)
+``reference`` (the paper's, exactly)::
+
+    mel        = HTK mel filterbank (no area normalisation) @ |STFT|^2 / sum(window^2)
+    dB         = 10 log10(max(mel, 1e-10)) - ref_level_db
+
+``hifigan`` (the pretrained HiFi-GAN's own input, so its vocoder can invert our mels)::
+
+    mel        = Slaney mel filterbank (librosa's default, area-normalised) @ |STFT|
+    dB         = 20 log10(max(mel, 1e-10)) - ref_level_db     (= ln(mel) * 20 / ln 10 - ref)
+
+and then, for both, ``normalised = clip(((dB - min_level_db) / -min_level_db) * 2 - 1, -1, 1)``.
+The *linear* mel (``linear_mel``, ``to_linear``) is the filterbank's output: mel power for the
+reference, mel magnitude for ``hifigan``; inversion matches it.
 
 The filterbank and window are built per config and held by a ``MelSpectrogram`` object (no
 global caches); everything is batched torch, so the same code runs on CPU and GPU.
@@ -15,6 +25,8 @@ audible phase differences.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -41,16 +53,45 @@ def mel_to_hz_htk(mel: np.ndarray | float) -> np.ndarray:
     return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
-    """Triangular HTK-scale filters, peak 1 (no area normalisation): shape ``(n_mels, n_fft//2+1)``."""
+# Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above
+_SLANEY_STEP = 200.0 / 3  # Hz per mel below the break
+_SLANEY_BREAK_HZ = 1000.0
+_SLANEY_LOGSTEP = np.log(6.4) / 27.0
+
+
+def hz_to_mel_slaney(hz: np.ndarray | float) -> np.ndarray:
+    hz = np.asarray(hz, dtype=np.float64)
+    brk = _SLANEY_BREAK_HZ / _SLANEY_STEP
+    log_part = brk + np.log(np.maximum(hz, _SLANEY_BREAK_HZ) / _SLANEY_BREAK_HZ) / _SLANEY_LOGSTEP
+    return np.where(hz >= _SLANEY_BREAK_HZ, log_part, hz / _SLANEY_STEP)
+
+
+def mel_to_hz_slaney(mel: np.ndarray | float) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    brk = _SLANEY_BREAK_HZ / _SLANEY_STEP
+    return np.where(mel >= brk, _SLANEY_BREAK_HZ * np.exp(_SLANEY_LOGSTEP * (mel - brk)),
+                    _SLANEY_STEP * mel)
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float,
+                   scale: str = "htk") -> np.ndarray:
+    """Triangular mel filters, shape ``(n_mels, n_fft//2+1)``.
+
+    ``htk``: HTK mel scale, peak 1 (the reference). ``slaney``: Slaney's scale, each filter
+    scaled to unit area (``2 / width``), as ``librosa.filters.mel``'s defaults (HiFi-GAN's).
+    """
+    to_mel, to_hz = ((hz_to_mel_htk, mel_to_hz_htk) if scale == "htk"
+                     else (hz_to_mel_slaney, mel_to_hz_slaney))
     fft_freqs = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
-    mel_points = np.linspace(hz_to_mel_htk(f_min), hz_to_mel_htk(f_max), n_mels + 2)
-    edges = mel_to_hz_htk(mel_points)
+    edges = to_hz(np.linspace(to_mel(f_min), to_mel(f_max), n_mels + 2))
     widths = np.diff(edges)
     ramps = edges[:, None] - fft_freqs[None, :]
     rising = -ramps[:-2] / widths[:-1, None]
     falling = ramps[2:] / widths[1:, None]
-    return np.maximum(0.0, np.minimum(rising, falling))
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    if scale == "slaney":
+        weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights
 
 
 class MelSpectrogram(nn.Module):
@@ -66,11 +107,17 @@ class MelSpectrogram(nn.Module):
     def __init__(self, cfg: FeatureConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        reference = cfg.recipe == "reference"
         window = torch.hann_window(cfg.n_fft, periodic=True, dtype=torch.float64)
-        # torchaudio-style "normalized": divide the magnitude by sqrt(sum(w^2)) -> power by sum(w^2)
-        self.power_scale = float(window.pow(2).sum())
+        # reference: torchaudio-style "normalized", the magnitude divided by sqrt(sum(w^2)), so
+        # the power by sum(w^2); hifigan: the plain STFT
+        self.power_scale = float(window.pow(2).sum()) if reference else 1.0
+        # the filterbank weighs power (reference) or magnitude (hifigan)
+        self.exponent = 2 if reference else 1
+        self.db_factor = 10.0 if reference else 20.0
         self.register_buffer("window", window.float(), persistent=False)
-        fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max)
+        fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max,
+                            "htk" if reference else "slaney")
         self.register_buffer("filterbank", torch.from_numpy(fb).float(), persistent=False)
 
     def num_frames(self, samples: int) -> int:
@@ -100,9 +147,13 @@ class MelSpectrogram(nn.Module):
         # filterbank product would be NaN: cap them, so finite audio always gives a finite mel.
         return torch.nan_to_num(power, nan=POWER_CAP, posinf=POWER_CAP)
 
-    def power_mel(self, wave: Tensor) -> Tensor:
-        """Mel power of ``wave`` (differentiable; what inversion matches)."""
-        return torch.matmul(self.filterbank, self.power(self.stft(wave)))
+    def linear(self, power: Tensor) -> Tensor:
+        """What the filterbank weighs: ``power`` itself, or its square root (``hifigan``)."""
+        return power if self.exponent == 2 else power.sqrt()
+
+    def linear_mel(self, wave: Tensor) -> Tensor:
+        """Linear mel of ``wave`` (differentiable; what inversion matches)."""
+        return torch.matmul(self.filterbank, self.linear(self.power(self.stft(wave))))
 
     def frames(self, padded: Tensor) -> Tensor:
         """The framing core: normalised mel of every whole frame of ``padded`` ``(..., samples)``.
@@ -112,13 +163,13 @@ class MelSpectrogram(nn.Module):
         zero-padded to a multiple of ``COLUMN_TILE`` frames (at least one tile), so a frame
         gets the same bits in a block of any size.
         """
-        power = self.power(self._stft(padded))
-        count = power.shape[-1]
+        linear = self.linear(self.power(self._stft(padded)))
+        count = linear.shape[-1]
         columns = max(COLUMN_TILE, -(-count // COLUMN_TILE) * COLUMN_TILE)
         if columns > count:
-            power = F.pad(power, (0, columns - count))
-        mel = torch.matmul(self.filterbank, power)
-        return self.normalize(power_to_db(mel, self.cfg.ref_level_db))[..., :count]
+            linear = F.pad(linear, (0, columns - count))
+        mel = torch.matmul(self.filterbank, linear)
+        return self.normalize(self.to_db(mel))[..., :count]
 
     def forward(self, wave: Tensor) -> Tensor:
         return self.frames(self.centre_pad(wave))[..., :self.num_frames(wave.shape[-1])]
@@ -142,13 +193,19 @@ class MelSpectrogram(nn.Module):
         lo = self.cfg.min_level_db
         return (mel + 1.0) / 2.0 * -lo + lo
 
-    def to_power(self, mel: Tensor) -> Tensor:
-        """Normalised mel -> mel power, what inversion must match."""
-        return torch.pow(10.0, (self.denormalize(mel) + self.cfg.ref_level_db) / 10.0)
+    def to_db(self, linear_mel: Tensor) -> Tensor:
+        """Linear mel -> dB after the ``ref_level_db`` offset (before ``normalize``)."""
+        return self.db_factor * torch.log10(torch.clamp(linear_mel, min=AMIN)) \
+            - self.cfg.ref_level_db
 
+    def to_linear(self, mel: Tensor) -> Tensor:
+        """Normalised mel -> linear mel (power, or magnitude for ``hifigan``): what inversion
+        must match."""
+        return torch.pow(10.0, (self.denormalize(mel) + self.cfg.ref_level_db) / self.db_factor)
 
-def power_to_db(power: Tensor, ref_level_db: float) -> Tensor:
-    return 10.0 * torch.log10(torch.clamp(power, min=AMIN)) - ref_level_db
+    def to_log(self, mel: Tensor) -> Tensor:
+        """Normalised mel -> natural log of the linear mel: HiFi-GAN's input for ``hifigan``."""
+        return (self.denormalize(mel) + self.cfg.ref_level_db) * (math.log(10.0) / self.db_factor)
 
 
 def frames_to_samples(frames: int, hop_length: int) -> int:

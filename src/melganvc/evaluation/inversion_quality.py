@@ -21,7 +21,7 @@ def linear_magnitude(mel: MelSpectrogram, wave: Tensor) -> Tensor:
 
 def mel_l1(mel: MelSpectrogram, wave: Tensor, target_power: Tensor) -> Tensor:
     """Mean |mel power(wave) - target|, the reference GRAD loss."""
-    power = mel.power_mel(wave)
+    power = mel.linear_mel(wave)
     frames = min(power.shape[-1], target_power.shape[-1])
     return (power[..., :frames] - target_power[..., :frames]).abs().mean()
 
@@ -57,7 +57,7 @@ def inversion_quality(inverter: Inverter, wave: Tensor) -> dict[str, float]:
     feats = mel(wave)
     out = inverter(feats)
     sc_linear = spectral_convergence(out, linear_magnitude(mel, wave), mel)
-    target = mel.to_power(feats)
-    power = mel.power_mel(out)[..., :target.shape[-1]]
+    target = mel.to_linear(feats)
+    power = mel.linear_mel(out)[..., :target.shape[-1]]
     sc_mel = (target - power).norm() / target.norm()
     return {"sc_linear": float(sc_linear[0]), "sc_mel": float(sc_mel)}

@@ -33,7 +33,6 @@ import torch
 from tqdm import tqdm
 
 from melganvc.config import Config, InversionConfig, to_dict
-from melganvc.dsp.inversion import Inverter
 from melganvc.dsp.mel import MelSpectrogram
 from melganvc.dsp.resample import resample
 from melganvc.errors import AudioError, UserError
@@ -41,6 +40,7 @@ from melganvc.io.audio import find_audio, load
 from melganvc.judges.protocols import QualityJudge, Recogniser
 from melganvc.judges.speaker import SpeakerEncoder
 from melganvc.judges.waves import SAMPLE_RATE
+from melganvc.vocoders import build_inverter
 
 
 @dataclass
@@ -65,7 +65,7 @@ def load_folder(folder: Path, limit: int | None = None, sample_rate: int = SAMPL
 
 def resynthesize(cfg: Config, waves: list[np.ndarray]) -> list[np.ndarray]:
     """The identity baseline: what the feature + inversion pipeline alone does to the source."""
-    features, inverter = MelSpectrogram(cfg.features), Inverter(cfg.features, cfg.inversion)
+    features, inverter = MelSpectrogram(cfg.features), build_inverter(cfg.features, cfg.inversion)
     out = []
     with torch.no_grad():
         for wave in waves:

@@ -18,7 +18,7 @@ from melganvc.judges.integrity import (
     DISTILLMOS_WEIGHTS_SHA256,
     _cpu_threads,
     _import_or_explain,
-    _read_verified,
+    read_verified,
 )
 from melganvc.judges.waves import SAMPLE_RATE, _resample, _torch_threads, wave_key
 
@@ -81,7 +81,7 @@ class NaturalnessJudge:
         import torch
 
         distillmos = load_distillmos()
-        data = _read_verified(Path(distillmos.sqa.DEFAULT_WEIGHTS_CHKPT),
+        data = read_verified(Path(distillmos.sqa.DEFAULT_WEIGHTS_CHKPT),
                               DISTILLMOS_WEIGHTS_SHA256, "reinstall it: pip install "
                               "--force-reinstall --no-deps 'distillmos==0.9.1'")
         self.num_threads = _cpu_threads(num_threads)

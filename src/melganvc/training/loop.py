@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from melganvc.config import Config, to_dict
+from melganvc.config import Config, FeatureConfig, to_dict
 from melganvc.device import select_device, tune_for_training
 from melganvc.errors import UserError
 from melganvc.io.checkpoint import field_differences
@@ -48,6 +48,7 @@ from melganvc.training.step import (
     try_resume,
     warm_start,
 )
+from melganvc.vocoders import AnyInverter, build_inverter
 
 if TYPE_CHECKING:
     from melganvc.judges.naturalness import NaturalnessJudge
@@ -56,8 +57,14 @@ if TYPE_CHECKING:
 EVAL_MAX_FRAMES = 256  # ~3 s of 16 kHz speech per logged example
 HOLDOUT_FACTOR = 4  # select_best holds the sample inputs out only when A has >= 4x as many
 # The judges are 16 kHz speech models (they resample their input): the speech presets (16 and
-# 8 kHz) are scored; above 16 kHz are the music presets, which they cannot judge.
+# 8 kHz, and the HiFi-GAN vocoder's speech features at 22.05 kHz) are scored; the other presets
+# above 16 kHz are for music, which they cannot judge.
 JUDGE_MAX_RATE = 16000
+
+
+def judged(features: FeatureConfig) -> bool:
+    """Whether the sample judges can score audio of these features (speech, not music)."""
+    return features.sample_rate <= JUDGE_MAX_RATE or features.recipe == "hifigan"
 
 
 def prepare_domain(cfg: Config, source: Path, output: Path, progress: bool = True) -> PrepareReport:
@@ -178,7 +185,7 @@ class SampleJudges:
         """Score ``waves`` (the sample translations, at the model's rate), log the means and
         return them (naturalness, similarity); ``None`` when they cannot be judged."""
         sample_rate = state.cfg.features.sample_rate
-        if self.disabled or not waves or sample_rate > JUDGE_MAX_RATE:
+        if self.disabled or not waves or not judged(state.cfg.features):
             return None
         if self.naturalness is None and not self._load(inverter, state.device, sample_rate):
             return None
@@ -199,14 +206,15 @@ class SampleJudges:
 
 
 def log_samples(state: TrainState, writer, examples: list[torch.Tensor],
-                judges: SampleJudges | None = None) -> tuple[float, float] | None:
-    """Log the sample translations; return their judged (naturalness, similarity) if any."""
-    from melganvc.dsp.inversion import Inverter
-
+                judges: SampleJudges | None = None, inverter: AnyInverter | None = None
+                ) -> tuple[float, float] | None:
+    """Log the sample translations; return their judged (naturalness, similarity) if any.
+    ``inverter``: the config's (built here when not given; a run builds it once)."""
     generator = state.inference_generator()
     was_training = generator.training
     generator.eval()
-    inverter = Inverter(state.cfg.features, state.cfg.inversion).to(state.device)
+    if inverter is None:
+        inverter = build_inverter(state.cfg.features, state.cfg.inversion).to(state.device)
     rate, chunk_frames = state.cfg.features.sample_rate, state.cfg.model.chunk_frames
     conversion = state.cfg.conversion  # as `convert` applies the model: samples sound like it
     overlap = resolve_overlap(conversion.overlap, chunk_frames)
@@ -278,7 +286,9 @@ def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool
         writer = SummaryWriter(str(RunDir(run_dir).logs))
     examples = eval_examples(cfg, data_a)
     judges = SampleJudges(eval_examples(cfg, data_b))
-    _loop(state, data_a, data_b, run_dir, writer, examples, progress and main, judges)
+    # the samples' inverter, built once (a neural vocoder is a 55 MB load)
+    inverter = build_inverter(cfg.features, cfg.inversion).to(device) if main else None
+    _loop(state, data_a, data_b, run_dir, writer, examples, progress and main, judges, inverter)
     if writer is not None:
         writer.close()
     return state
@@ -286,7 +296,7 @@ def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool
 
 def _loop(state: TrainState, data_a: MelCorpus, data_b: MelCorpus, run_dir: Path, writer,
           examples: list[torch.Tensor], progress: bool,
-          judges: SampleJudges | None = None) -> None:
+          judges: SampleJudges | None = None, inverter: AnyInverter | None = None) -> None:
     t = state.cfg.train
     started = time.monotonic()
     bar = tqdm(total=t.steps, initial=state.step, disable=not progress, unit="batch",
@@ -308,7 +318,7 @@ def _loop(state: TrainState, data_a: MelCorpus, data_b: MelCorpus, run_dir: Path
         # evaluated before the checkpoint, so a resumed run knows this eval's selection
         evaluating = writer is not None and t.eval_every > 0 and state.step % t.eval_every == 0
         if evaluating and select(state, run_dir, writer,
-                                 log_samples(state, writer, examples, judges)):
+                                 log_samples(state, writer, examples, judges, inverter)):
             break
         if state.step % t.checkpoint_every == 0:
             save_run_checkpoint(state, run_dir)

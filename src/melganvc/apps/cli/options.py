@@ -8,7 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from melganvc.config import Config, apply_overrides, load_config, preset_config
+from melganvc.config import (
+    INVERSION_METHODS,
+    Config,
+    apply_overrides,
+    load_config,
+    preset_config,
+)
+from melganvc.errors import UserError
 
 if TYPE_CHECKING:
     from melganvc.conversion.converter import Converter
@@ -41,7 +48,9 @@ def resolve_config(args: argparse.Namespace) -> Config:
 
 
 def add_inversion_args(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument("--inversion", choices=["gl", "grad"], help=f"inversion (default: {default}'s)")
+    p.add_argument("--inversion", choices=INVERSION_METHODS,
+                   help=f"gl: fast Griffin-Lim, grad: gradient inversion, hifigan: the pretrained "
+                        f"HiFi-GAN vocoder (models on the hifigan features) (default: {default}'s)")
     p.add_argument("--iters", type=int, help="Griffin-Lim iterations or GRAD steps")
 
 
@@ -53,6 +62,9 @@ def inversion_overrides(args: argparse.Namespace, cfg: Config) -> list[str]:
         sets.append(f"inversion.method={args.inversion}")
     if getattr(args, "iters", None):
         method = args.inversion or cfg.inversion.method
+        if method == "hifigan":
+            raise UserError("--iters counts Griffin-Lim iterations or GRAD steps; the hifigan "
+                            "vocoder has none (leave --iters out)")
         sets.append(f"inversion.{'gl_iters' if method == 'gl' else 'grad_steps'}={args.iters}")
     return sets
 

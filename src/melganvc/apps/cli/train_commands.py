@@ -31,11 +31,11 @@ def _resynth(args: argparse.Namespace) -> int:
     import torch
 
     from melganvc.conversion.batch import same_file
-    from melganvc.dsp.inversion import Inverter
     from melganvc.dsp.mel import MelSpectrogram
     from melganvc.errors import AudioError
     from melganvc.io.audio import load
     from melganvc.io.audio_writer import save
+    from melganvc.vocoders import build_inverter
 
     cfg = with_inversion_args(resolve_config(args), args)
     if same_file(args.input, args.output):
@@ -48,7 +48,7 @@ def _resynth(args: argparse.Namespace) -> int:
         raise AudioError(args.input, f"too short to resynthesise ({wave.size} samples at "
                                      f"{cfg.features.sample_rate} Hz; need at least {hop})")
     mel = MelSpectrogram(cfg.features)(torch.from_numpy(wave))
-    out = Inverter(cfg.features, cfg.inversion)(mel)
+    out = build_inverter(cfg.features, cfg.inversion)(mel)
     save(args.output, out.reshape(-1).numpy(), cfg.features.sample_rate)
     print(f"wrote {args.output} ({out.numel() / cfg.features.sample_rate:.2f} s)")
     return 0
