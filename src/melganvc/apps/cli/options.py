@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from melganvc.conversion.converter import Converter
 
 Handler = Callable[[argparse.Namespace], int]
-DEFAULT_PRESET = "speech"  # `train`; the other commands start from the reference
+DEFAULT_PRESET = "speech-hifigan"  # `train`; the other commands start from the reference
 
 
 class Command(NamedTuple):
