@@ -171,7 +171,8 @@ class Converter:
 
     def inverter(self, block_frames: int | None = None, overlap_frames: int | None = None
                  ) -> AnyInverter:
-        """The (cached) inverter (``inversion.method``'s) for blocks of ``block_frames`` (``None``: its defaults)."""
+        """The (cached) inverter ``inversion.method`` names, for blocks of ``block_frames``
+        (``None``: its defaults)."""
         key = (block_frames, overlap_frames)
         if key not in self._inverters:
             blocks = {} if block_frames is None else {"block_frames": block_frames}
