@@ -29,7 +29,7 @@ from torch import nn
 
 from melganvc.config import Config, preset_config
 from melganvc.conversion.converter import Converter
-from melganvc.dsp.loudness import LevelMeter, input_gain
+from melganvc.dsp.loudness import at_input_level
 from melganvc.dsp.mel import MelSpectrogram
 from melganvc.dsp.resample import resample
 from melganvc.io.audio import load
@@ -49,11 +49,8 @@ def speech(seconds: float) -> np.ndarray:
         raise SystemExit(f"{DATA} not found: this benchmark needs the VCC2016 data")
     waves, total = [], 0
     for path in files:
-        wave = load(path, 16000)
-        meter = LevelMeter(384)
-        meter.add(wave)
-        waves.append(wave * np.float32(input_gain(meter.active_rms())))
-        total += wave.size
+        waves.append(at_input_level(load(path, 16000), 16000))
+        total += waves[-1].size
         if total >= seconds * 16000:
             break
     return np.concatenate(waves)[: int(seconds * 16000)]

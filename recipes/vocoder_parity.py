@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from melganvc.config import HIFIGAN_FEATURES
-from melganvc.dsp.loudness import LevelMeter, input_gain
+from melganvc.dsp.loudness import at_input_level
 from melganvc.dsp.mel import MelSpectrogram
 from melganvc.dsp.resample import resample
 from melganvc.io.audio import load
@@ -53,10 +53,7 @@ def main() -> None:
                                       "package_1e-5": []}
     worst, loudest = 0.0, -np.inf
     for path in files:
-        wave16 = load(path, 16000)
-        meter = LevelMeter(384)
-        meter.add(wave16)
-        wave16 = wave16 * np.float32(input_gain(meter.active_rms()))
+        wave16 = at_input_level(load(path, 16000), 16000)
         wave = torch.from_numpy(resample(wave16, 16000, RATE))
         ours = mel(wave)
         reference = package_mel(wave, 1e-5)

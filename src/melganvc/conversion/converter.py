@@ -49,7 +49,7 @@ from melganvc.conversion.pipeline import (
     StreamingConverter,
 )
 from melganvc.device import select_device
-from melganvc.dsp.loudness import LevelMeter, input_gain
+from melganvc.dsp.loudness import input_gain, level_meter
 from melganvc.dsp.mel import FeatureStream, MelSpectrogram
 from melganvc.io.audio import as_mono_float32, audio_info, check_sample_rate, iter_blocks
 from melganvc.io.audio_writer import AudioWriter
@@ -219,7 +219,7 @@ class Converter:
         array or an iterable of arrays at ``sample_rate``); 1.0 without ``normalize_input``."""
         if not self.normalize_input:
             return 1.0
-        meter = LevelMeter(max(1, round(0.024 * sample_rate)))
+        meter = level_meter(sample_rate)
         for block in [blocks] if isinstance(blocks, np.ndarray) else blocks:
             meter.add(block)
         return input_gain(meter.active_rms())

@@ -132,6 +132,19 @@ class LevelMeter:
         return math.sqrt(float(power[keep].mean())) if keep.any() else 0.0
 
 
+def level_meter(sample_rate: int) -> LevelMeter:
+    """The meter ``convert`` measures its input's level with: 24 ms frames."""
+    return LevelMeter(max(1, round(0.024 * sample_rate)))
+
+
+def at_input_level(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``wave`` brought to ``INPUT_LEVEL_DBFS`` as ``convert`` brings its input before the
+    features (benchmarks and recipes that feed features directly)."""
+    meter = level_meter(sample_rate)
+    meter.add(wave)
+    return (wave * np.float32(input_gain(meter.active_rms()))).astype(np.float32)
+
+
 def input_gain(active_rms: float, level_dbfs: float = INPUT_LEVEL_DBFS) -> float:
     """The gain that brings audio of ``active_rms`` to ``level_dbfs`` (within +-60 dB; 1 for
     silence). The features have a fixed level range, so a quiet input converted badly: the

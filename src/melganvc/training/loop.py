@@ -206,15 +206,12 @@ class SampleJudges:
 
 
 def log_samples(state: TrainState, writer, examples: list[torch.Tensor],
-                judges: SampleJudges | None = None, inverter: AnyInverter | None = None
-                ) -> tuple[float, float] | None:
+                judges: SampleJudges | None, inverter: AnyInverter) -> tuple[float, float] | None:
     """Log the sample translations; return their judged (naturalness, similarity) if any.
-    ``inverter``: the config's (built here when not given; a run builds it once)."""
+    ``inverter``: the config's, built once per run (a neural vocoder is a 55 MB load)."""
     generator = state.inference_generator()
     was_training = generator.training
     generator.eval()
-    if inverter is None:
-        inverter = build_inverter(state.cfg.features, state.cfg.inversion).to(state.device)
     rate, chunk_frames = state.cfg.features.sample_rate, state.cfg.model.chunk_frames
     conversion = state.cfg.conversion  # as `convert` applies the model: samples sound like it
     overlap = resolve_overlap(conversion.overlap, chunk_frames)
@@ -286,7 +283,7 @@ def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool
         writer = SummaryWriter(str(RunDir(run_dir).logs))
     examples = eval_examples(cfg, data_a)
     judges = SampleJudges(eval_examples(cfg, data_b))
-    # the samples' inverter, built once (a neural vocoder is a 55 MB load)
+    # the samples' inverter, on the rank that logs them
     inverter = build_inverter(cfg.features, cfg.inversion).to(device) if main else None
     _loop(state, data_a, data_b, run_dir, writer, examples, progress and main, judges, inverter)
     if writer is not None:
@@ -317,8 +314,9 @@ def _loop(state: TrainState, data_a: MelCorpus, data_b: MelCorpus, run_dir: Path
                     writer.add_scalar(key, value, state.step)
         # evaluated before the checkpoint, so a resumed run knows this eval's selection
         evaluating = writer is not None and t.eval_every > 0 and state.step % t.eval_every == 0
-        if evaluating and select(state, run_dir, writer,
-                                 log_samples(state, writer, examples, judges, inverter)):
+        # inverter: built with the writer, on the rank that logs
+        if evaluating and inverter is not None and select(
+                state, run_dir, writer, log_samples(state, writer, examples, judges, inverter)):
             break
         if state.step % t.checkpoint_every == 0:
             save_run_checkpoint(state, run_dir)
