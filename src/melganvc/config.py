@@ -186,6 +186,55 @@ class Config:
                               "0 <= block_overlap < block_frames")
 
 
+@dataclass(frozen=True)
+class DetectorConfig:
+    """The converted-audio detector (``melganvc.detection``): its front end, network and
+    training; saved inside every detector checkpoint.
+
+    Audio is judged at 16 kHz (every corpus we train on has speech up to 8 kHz; 8 kHz audio is
+    upsampled) in windows of ``window_seconds``; a log spectrogram on a linear frequency axis
+    (mel-domain conversion leaves its traces in fine spectral and phase detail that a mel axis
+    would blur) feeds a small CNN.
+    """
+
+    sample_rate: int = 16000
+    n_fft: int = 512
+    hop_length: int = 160
+    floor_db: float = -80.0  # below the window's loudest bin: digital silence vs a noise floor
+    window_seconds: float = 4.0  # judged at once; longer files are averaged over windows
+    min_seconds: float = 0.2  # shorter audio cannot be judged
+    channels: tuple[int, ...] = (16, 24, 32, 48, 64)
+    hidden: int = 64
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 1e-3
+    crop_seconds: float = 3.0  # training crops (shorter files whole)
+    augment: float = 0.7  # probability a training crop is transformed (codec, 8 kHz, noise, ...)
+    seed: int = 0
+    threshold: float = 0.5  # probability above which a file is called converted (set by training)
+
+    def validate(self) -> DetectorConfig:
+        if not (0 < self.hop_length <= self.n_fft and 0 < self.min_seconds <= self.window_seconds):
+            raise ConfigError("detector: need 0 < hop_length <= n_fft, 0 < min_seconds <= window_seconds")
+        if not 0.0 < self.threshold < 1.0 or not 0.0 <= self.augment <= 1.0:
+            raise ConfigError("detector: threshold must be in (0, 1), augment in [0, 1]")
+        if self.epochs < 1 or self.batch_size < 2 or not self.channels:
+            raise ConfigError("detector: need epochs >= 1, batch_size >= 2 and some channels")
+        return self
+
+
+def detector_config(data: dict[str, Any]) -> DetectorConfig:
+    """A ``DetectorConfig`` from a checkpoint's or user's dict (unknown fields are errors)."""
+    data = dict(data)
+    channels = data.pop("channels", None)
+    cfg = _merge(DetectorConfig(), data, "detector")
+    if channels is not None:
+        if not isinstance(channels, (list, tuple)) or not all(isinstance(c, int) and c > 0 for c in channels):
+            raise ConfigError("detector.channels: expected a list of positive integers")
+        cfg = replace(cfg, channels=tuple(channels))
+    return cfg.validate()
+
+
 # The pretrained HiFi-GAN's mel (its config.json; librosa's Slaney filters, natural log of the
 # magnitude mel). ref/min level: magnitudes from 1e-5 (ln -11.5, HiFi-GAN's usual clamp floor)
 # up to 10 (ln 2.3, above the loudest frames of speech brought to -20 dBFS) fill [-1, 1].

@@ -9,7 +9,8 @@ rules are tested without a browser. Safety rules:
 - results are written under a private work folder with sanitised names, atomically;
 - messages name models by their catalogue name, never by server path (the full message goes
   to the server's stderr);
-- conversions run one at a time on one worker thread, whichever thread asks (see ``convert``).
+- conversions (and detections) run one at a time on one worker thread, whichever thread asks
+  (see ``convert``).
 
 (About 300 lines: ``ConversionService`` is one class on purpose, so that these rules can be
 read, and checked, in one place.)
@@ -154,6 +155,7 @@ class ConversionService:
         # at a conversion's peak (benchmarks/serve_memory.py: 334 -> 662 MB over 200
         # conversions through the page's HTTP API; 416 MB with this thread).
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="melganvc-convert")
+        self._detector: Any = None  # the bundled detector, loaded by the first detect()
 
     def model_names(self) -> list[str]:
         return list(self.catalog.models())
@@ -298,6 +300,29 @@ class ConversionService:
         (folder / "converted_mel.png").write_bytes(converted_png)
         return Result(out, folder / "source_mel.png", folder / "converted_mel.png", seconds,
                       time.monotonic() - started)
+
+    def detect(self, upload: str | Path) -> str:
+        """Judge an upload with the bundled detector (loaded once, on the worker thread);
+        the verdict as one line of markdown."""
+        return self._worker.submit(self._detect, Path(upload)).result()
+
+    def _detect(self, upload: Path) -> str:
+        from melganvc.detection import Detector
+
+        display = upload.name
+        self.check_upload(upload, display)
+        if self._detector is None:
+            self._detector = Detector.load()
+        try:
+            found = self._detector.detect_file(upload)
+        except AudioError as exc:
+            raise UserError(f"{display}: {exc.reason}") from None
+        verdict = "**Converted**" if found.converted else "**Real**"
+        tag = ("carries melganvc's provenance tag" if found.tagged
+               else "no provenance tag (re-encoding removes it; the verdict does not need it)")
+        return (f"{verdict}: probability {found.probability:.3f} that {display} was made by "
+                f"mel-spectrogram conversion or resynthesis (threshold "
+                f"{found.threshold:.3f}); {tag}.")
 
     def _expire(self) -> None:
         """Delete old result folders (only those: the web page keeps its uploads here too)."""

@@ -1,4 +1,5 @@
-"""The web page of ``melganvc serve`` (Gradio): upload or record, convert, listen, compare.
+"""The web page of ``melganvc serve`` (Gradio): upload or record, convert, listen, compare;
+check whether a recording was converted (the Detect tab).
 
 The page only wires widgets to ``serve.ConversionService``; every rule (which models, size and
 duration limits, file names) lives there. Element ids (``#source``, ``#convert``, ``#result``,
@@ -124,8 +125,24 @@ def _handlers(service: ConversionService, gr: Any) -> SimpleNamespace:
 
         return text, pd.DataFrame(rows, columns=["step", "value", "series"])
 
+    def detect(upload: str | None) -> str:
+        """The detector's verdict on an upload (deleted afterwards), or the error message."""
+        folder = upload_folder()
+        try:
+            if not upload:
+                raise UserError("upload or record some audio first")
+            path = uploaded_file(upload, folder)
+            if not path.is_file():
+                raise UserError(UPLOAD_GONE)
+            return service.detect(path)
+        except UserError as exc:
+            gr.Warning(str(exc))
+            return f"**Error:** {exc}"
+        finally:
+            discard_upload(upload, folder)
+
     return SimpleNamespace(convert=convert, refresh_models=refresh_models, describe=describe,
-                           refresh_runs=refresh_runs, progress=progress)
+                           refresh_runs=refresh_runs, progress=progress, detect=detect)
 
 
 def _convert_tab(service: ConversionService, gr: Any, on: SimpleNamespace) -> SimpleNamespace:
@@ -184,6 +201,22 @@ def _training_tab(service: ConversionService, gr: Any) -> SimpleNamespace:
     return SimpleNamespace(run=run, reload=reload_runs, status=run_status, losses=losses)
 
 
+def _detect_tab(service: ConversionService, gr: Any) -> SimpleNamespace:
+    """Was this audio converted? The bundled detector's verdict on an upload."""
+    with gr.Tab("Detect"):
+        gr.Markdown("Check whether a recording was made by mel-spectrogram voice conversion or "
+                    "resynthesis (this toolkit or a similar pipeline). The verdict comes from the "
+                    "audio itself; a provenance tag, when present, is reported too.")
+        limits = service.limits
+        audio = gr.Audio(sources=["upload", "microphone"], type="filepath",
+                         label=f"Audio to check (≤ {limits.max_seconds:g} s, ≤ {limits.max_mb:g} MB)",
+                         elem_id="detect-source")
+        accept_only_uploads(audio, gr)
+        button = gr.Button("Check", variant="primary", elem_id="detect")
+        verdict = gr.Markdown(elem_id="detect-status")
+    return SimpleNamespace(audio=audio, run=button, verdict=verdict)
+
+
 def build_app(service: ConversionService):
     """The Gradio ``Blocks`` page for ``service`` (not launched)."""
     gr = _import_gradio()
@@ -193,6 +226,8 @@ def build_app(service: ConversionService):
         gr.Markdown(HEADER)
         c = _convert_tab(service, gr, on)
         t = _training_tab(service, gr)
+        d = _detect_tab(service, gr)
+        d.run.click(on.detect, [d.audio], [d.verdict])
         c.run.click(on.convert, [c.model, c.source, c.method, c.quality],
                     [c.result, c.source_mel, c.result_mel, c.download, c.status])
         c.reload.click(on.refresh_models, [c.model], [c.model, c.about])

@@ -15,7 +15,8 @@ from melganvc.io.files import atomic_path, sweep_stale_temps, write_failure_reas
 from melganvc.version import __version__
 
 WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
-PROVENANCE = f"converted by melganvc {__version__} (voice conversion; synthetic audio)"
+PROVENANCE_PREFIX = "converted by melganvc"  # what the detector looks for
+PROVENANCE = f"{PROVENANCE_PREFIX} {__version__} (voice conversion; synthetic audio)"
 
 
 class AudioWriter:

@@ -1,7 +1,7 @@
 """``melganvc`` command line: thin wrappers over the package; user mistakes print one line.
 
-The subcommands are listed in ``COMMANDS`` below, grouped in three modules (training,
-conversion, applications); ``main`` turns ``UserError`` into ``melganvc: error: <message>``
+The subcommands are listed in ``COMMANDS`` below, grouped in four modules (training,
+conversion, applications, detection); ``main`` turns ``UserError`` into ``melganvc: error: <message>``
 with exit status 2 and never shows a traceback for it.
 """
 
@@ -13,11 +13,12 @@ import signal
 import sys
 from collections.abc import Iterator
 
-from melganvc.apps.cli import app_commands, convert_commands, train_commands
+from melganvc.apps.cli import app_commands, convert_commands, detect_commands, train_commands
 from melganvc.errors import UserError
 from melganvc.version import __version__
 
-COMMANDS = (*train_commands.COMMANDS, *convert_commands.COMMANDS, *app_commands.COMMANDS)
+COMMANDS = (*train_commands.COMMANDS, *convert_commands.COMMANDS, *app_commands.COMMANDS,
+            *detect_commands.COMMANDS)
 
 
 # --- entry point -----------------------------------------------------------------------------

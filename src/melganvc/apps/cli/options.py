@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from melganvc.config import (
     INVERSION_METHODS,
+    PRESETS,
     Config,
     apply_overrides,
     load_config,
@@ -36,8 +37,8 @@ class Command(NamedTuple):
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML or TOML config file (overrides the preset)")
     parser.add_argument("--preset", default="reference",
-                        help="starting point: speech (train's default), reference (= speech16k), "
-                             "speech8k, music22k, music44k, demo, tiny")
+                        help=f"starting point: {', '.join(PRESETS)} (train's default: "
+                             f"{DEFAULT_PRESET}; every other command's: reference)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override one config field, e.g. --set train.steps=5000 (repeatable)")
 
