@@ -43,6 +43,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/inversion.py
 	$(PY) benchmarks/vocoder.py
+	$(PY) benchmarks/detect.py
 
 # Style, the package's layers (pyproject.toml [tool.importlinter]) and types (py.typed is shipped).
 lint: $(STAMP)

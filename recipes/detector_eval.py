@@ -23,31 +23,51 @@ import numpy as np
 from melganvc.detection import Detector
 from melganvc.detection.metrics import equal_error_rate, rate_at
 from melganvc.detection.transforms import TRANSFORMS
+from melganvc.errors import AudioError
 from melganvc.io.audio import find_audio, load
 from melganvc.io.files import atomic_write_text
 
 MUSIC_REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "music_real"
 
 
-def _scores(detector: Detector, files: list[Path], transform: str, seed: int) -> np.ndarray:
+def _scores(detector: Detector, files: list[Path], transform: str, seed: int
+            ) -> dict[str, np.ndarray]:
+    """Scores of ``files`` after ``transform``, by folder (speaker or system); files the
+    detector cannot judge (silent, or shorter than ``min_seconds``) are left out and named."""
     rate = detector.config.sample_rate
     rng = np.random.default_rng(seed)
-    return np.array([detector.score(TRANSFORMS[transform](load(f, rate), rate, rng), rate)
-                     for f in files])
+    scores: dict[str, list[float]] = {}
+    for f in files:
+        try:
+            score = detector.score(TRANSFORMS[transform](load(f, rate), rate, rng), rate)
+        except AudioError as exc:
+            print(f"left out: {f}: {exc.reason}")
+            continue
+        scores.setdefault(f.parent.name, []).append(score)
+    return {name: np.array(v) for name, v in scores.items()}
 
 
-def _row(detector: Detector, groups: dict[str, list[Path]], transform: str) -> dict[str, float]:
-    s = {name: _scores(detector, files, transform, seed=i) for i, (name, files) in enumerate(groups.items())}
+def _all(scores: dict[str, np.ndarray]) -> np.ndarray:
+    return np.concatenate(list(scores.values())) if scores else np.zeros(0)
+
+
+def _row(detector: Detector, groups: dict[str, list[Path]], transform: str) -> dict[str, object]:
+    s = {name: _scores(detector, files, transform, seed=i)
+         for i, (name, files) in enumerate(groups.items())}
     t = detector.config.threshold
-    row = {"transform": transform}
+    real = _all(s["real"])
+    row: dict[str, object] = {"transform": transform}
     for fake in ("unseen", "seen"):
-        row[f"eer_{fake}"] = equal_error_rate(s["real"], s[fake])[0]
-        row[f"miss_{fake}"] = 1.0 - rate_at(s[fake], t)
-    row["eer_all"] = equal_error_rate(s["real"], np.concatenate([s["unseen"], s["seen"]]))[0]
-    row["fpr_real"] = rate_at(s["real"], t)
+        row[f"eer_{fake}"] = equal_error_rate(real, _all(s[fake]))[0]
+        row[f"miss_{fake}"] = 1.0 - rate_at(_all(s[fake]), t)
+    row["eer_all"] = equal_error_rate(real, np.concatenate([_all(s["unseen"]), _all(s["seen"])]))[0]
+    row["fpr_real"] = rate_at(real, t)
     for other in ("librispeech", "music"):
         if groups.get(other):
-            row[f"fpr_{other}"] = rate_at(s[other], t)
+            row[f"fpr_{other}"] = rate_at(_all(s[other]), t)
+    row["miss_by_system"] = {name: round(1.0 - rate_at(v, t), 4)
+                             for fake in ("unseen", "seen") for name, v in s[fake].items()}
+    row["fpr_by_speaker"] = {name: round(rate_at(v, t), 4) for name, v in s["real"].items()}
     return row
 
 

@@ -141,3 +141,9 @@ def test_conversion_checkpoint_is_not_a_detector(ckpt: Path):
 
     with pytest.raises(CheckpointError, match="not a detector checkpoint"):
         Detector.load(ckpt)
+
+
+def test_codecs_survive_long_audio():
+    """libsndfile's Vorbis encoder segfaulted on one 2.1 M-sample write (a 133 s song)."""
+    wave = (0.1 * np.random.default_rng(0).standard_normal(2_200_000)).astype(np.float32)
+    assert TRANSFORMS["ogg"](wave, SR, np.random.default_rng(0)).size == wave.size

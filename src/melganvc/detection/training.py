@@ -138,7 +138,7 @@ def train_detector(real: list[Path], converted: list[Path], out: Path, cfg: Dete
         eer, threshold = equal_error_rate(scores_real, scores_fake)
         print(f"epoch {epoch}/{cfg.epochs}: loss {total / steps:.4f}, held-out EER "
               f"{100 * eer:.2f}% (threshold {threshold:.3f})", flush=True)
-        if eer < best["eer"]:
+        if eer <= best["eer"]:  # ties: the later epoch (further annealed)
             best = {"eer": eer, "threshold": threshold, "epoch": epoch,
                     "state": {k: v.detach().clone() for k, v in net.state_dict().items()}}
         if time.monotonic() > deadline:

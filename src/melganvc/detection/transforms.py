@@ -13,6 +13,9 @@ import soundfile as sf
 from melganvc.dsp.resample import resample
 
 Transform = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+# libsndfile 1.2.2's Vorbis encoder crashes the process (SIGSEGV) when one write holds ~2 M
+# samples (a 133 s file at 16 kHz); written in pieces it does not.
+CODEC_WRITE_FRAMES = 1 << 16
 
 
 def telephone(wave: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
@@ -23,7 +26,10 @@ def telephone(wave: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarr
 def _codec(fmt: str, subtype: str) -> Transform:
     def encode(wave: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
         buffer = io.BytesIO()
-        sf.write(buffer, np.clip(wave, -1.0, 1.0), rate, format=fmt, subtype=subtype)
+        wave = np.clip(wave, -1.0, 1.0)
+        with sf.SoundFile(buffer, "w", rate, 1, subtype, format=fmt) as handle:
+            for start in range(0, wave.size, CODEC_WRITE_FRAMES):
+                handle.write(wave[start:start + CODEC_WRITE_FRAMES])
         buffer.seek(0)
         decoded, _ = sf.read(buffer, dtype="float32")
         return np.asarray(decoded, dtype=np.float32).reshape(-1)
