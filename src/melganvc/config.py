@@ -205,7 +205,7 @@ class DetectorConfig:
     min_seconds: float = 0.2  # shorter audio cannot be judged
     channels: tuple[int, ...] = (16, 24, 32, 48, 64)
     hidden: int = 64
-    epochs: int = 12
+    epochs: int = 30  # what the bundled detector was trained for
     batch_size: int = 32
     lr: float = 1e-3
     crop_seconds: float = 3.0  # training crops (shorter files whole)

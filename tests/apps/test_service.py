@@ -295,3 +295,16 @@ def test_real_bundled_models_have_cards() -> None:
         for needed in ("## Data", "## Training", "## Measured"):
             assert needed in card, f"{name}: model card lacks {needed!r}"
         assert Converter.from_checkpoint(path, device="cpu").generator is not None
+
+
+def test_detect_gives_a_verdict_and_one_line_errors(service: ConversionService,
+                                                    tmp_path: Path) -> None:
+    verdict = service.detect(write(tmp_path / "voice.wav", 2.0))
+    assert verdict.startswith(("**Real**", "**Converted**")) and "voice.wav" in verdict
+    assert "probability" in verdict and "no provenance tag" in verdict
+    with pytest.raises(UserError, match=r"long\.wav: 4 s is longer than the 3 s limit"):
+        service.detect(write(tmp_path / "long.wav", 3.5))
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, np.float32), 16000)
+    with pytest.raises(UserError, match=r"^silent\.wav: silent or too short to judge"):
+        service.detect(silent)

@@ -2,7 +2,7 @@
 
 Starts the CLI on a free localhost port, uploads a short wav, converts, fetches the result the
 page plays and checks it (non-silent, right duration); then a corrupt and a too-long upload,
-the Training tab, and a recording from Chromium's fake microphone. The screenshot is kept in ``test-artifacts/web-ui.png``.
+the Training tab, the Detect tab, and a recording from Chromium's fake microphone. The screenshot is kept in ``test-artifacts/web-ui.png``.
 
 Needs ``playwright`` (Python package; its own browser download is not used) and Chromium at
 ``/usr/bin/chromium`` (``apt-get install chromium``; ``.ci/run`` installs it and sets
@@ -167,4 +167,30 @@ def test_record_from_microphone(server: tuple[str, Path]) -> None:
         audio, rate = fetch_result(page)
         assert 1.0 < audio.shape[0] / rate <= 3.5, "the 2 s recording did not arrive whole"
         assert np.sqrt(np.mean(audio**2)) > 0.01
+        browser.close()
+
+
+def test_detect_tab(server: tuple[str, Path]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, root = server
+    good = root / "check-me.wav"
+    sf.write(good, speech_like(2.0), 16000)
+    bad = root / "check-broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url, timeout=60_000)
+        page.get_by_role("tab", name="Detect").click()
+        upload = page.locator("#detect-source input[type=file]")
+        for path, message in ((good, "that check-me.wav was made by mel-spectrogram"),
+                              (bad, "check-broken.wav: not a readable audio file")):
+            if path is bad:
+                page.locator("#detect-source button[aria-label='Clear']").first.click()
+            upload.set_input_files(str(path))
+            expect(page.locator("#detect-source button[aria-label='Download']").first
+                   ).to_be_visible(timeout=30_000)
+            page.locator("#detect").click()
+            expect(page.locator("#detect-status")).to_contain_text(message, timeout=60_000)
         browser.close()

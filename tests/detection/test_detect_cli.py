@@ -114,3 +114,11 @@ def test_top_level_api(model: Path, folders: tuple[Path, Path]):
     found = melganvc.detect(next(folders[0].rglob("*.wav")), model=model)
     assert isinstance(found.probability, float) and found.threshold == 0.5
     np.testing.assert_allclose(found.probability, Detector.load(model).detect_file(found.path).probability)
+
+
+def test_a_detector_is_not_a_conversion_model(model: Path, folders: tuple[Path, Path], tmp_path,
+                                              capsys):
+    wav = next(folders[0].rglob("*.wav"))
+    assert main(["convert", "--ckpt", str(model), str(wav), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "converted-audio detector" in err and len(err.splitlines()) == 1

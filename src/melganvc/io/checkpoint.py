@@ -150,6 +150,9 @@ def _first_sentence(message: object) -> str:
 
 
 def checkpoint_config(payload: dict[str, Any]) -> Config:
+    if payload.get("kind") == "detector":  # melganvc.detection's checkpoints share the format
+        raise CheckpointError("this checkpoint is a converted-audio detector (melganvc detect "
+                              "--model), not a conversion model")
     if not isinstance(payload.get("config"), dict):
         raise CheckpointError("checkpoint config is invalid: not a table of fields")
     try:

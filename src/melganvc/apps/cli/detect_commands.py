@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from melganvc.apps.cli.options import Command
+from melganvc.config import DetectorConfig
 from melganvc.errors import UserError
 
 FLAGGED, ERRORS = 1, 2
@@ -63,14 +64,15 @@ def _detect(args: argparse.Namespace) -> int:
                leave=False)
     for path in bar:
         try:
-            results.append(detector.detect_file(path).as_dict())
-        except AudioError as exc:
+            found = detector.detect_file(path).as_dict()
+        except AudioError as exc:  # one line; the other files are still judged
             errors.append({"path": str(path), "error": exc.reason})
             if not args.json:
                 bar.write(f"melganvc: error: {exc}", file=sys.stderr)
-                continue
+            continue
+        results.append(found)
         if not args.json:
-            bar.write(_line(results[-1]))
+            bar.write(_line(found))
     flagged = sum(r["converted"] for r in results)
     summary = {"files": len(files), "converted": flagged, "real": len(results) - flagged,
                "errors": len(errors), "threshold": detector.config.threshold}
@@ -96,8 +98,9 @@ def _setup_train_detector(p: argparse.ArgumentParser) -> None:
                    help="folder of converted or resynthesised audio (repeatable; sub-folders = "
                         "systems)")
     p.add_argument("--out", type=Path, required=True, help="detector checkpoint to write (.pt)")
-    p.add_argument("--epochs", type=int, help="passes over the data (default 12)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--epochs", type=int,
+                   help=f"passes over the data (default {DetectorConfig.epochs})")
+    p.add_argument("--seed", type=int, help=f"random seed (default {DetectorConfig.seed})")
     p.add_argument("--max-minutes", type=float, default=0.0,
                    help="stop after the epoch that passes this time (0 = no limit)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
