@@ -33,7 +33,8 @@ KERNEL_TESTS := tests/dsp/test_inversion.py tests/dsp/test_mel.py tests/models/t
 	tests/conversion/test_pipeline.py tests/conversion/test_converter.py \
 	tests/conversion/test_export.py tests/training/test_step.py tests/e2e/test_hostile_api.py \
 	tests/models/test_chunk_stream.py tests/training/test_losses.py tests/vocoders/test_hifigan.py \
-	tests/detection/test_detector_parts.py tests/detection/test_bundled_detector.py
+	tests/detection/test_network.py tests/detection/test_detector.py \
+	tests/detection/test_bundled_detector.py
 test-kernels: $(STAMP)
 	ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41 \
 		$(PY) -m pytest -q -p no:cacheprovider $(KERNEL_TESTS)

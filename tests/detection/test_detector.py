@@ -1,4 +1,4 @@
-"""The detector's parts: EER, transforms, the masked network, windows, provenance, errors."""
+"""Judging files: windows, errors, provenance tag, config, checkpoint kinds."""
 
 from __future__ import annotations
 
@@ -11,73 +11,12 @@ import torch
 
 from melganvc.config import ConfigError, DetectorConfig, detector_config
 from melganvc.detection import Detector
-from melganvc.detection.metrics import equal_error_rate, rate_at
-from melganvc.detection.network import DetectorNet, batch_features, log_spectrogram
-from melganvc.detection.transforms import TRANSFORMS, add_noise, gain, random_transform
+from melganvc.detection.network import DetectorNet
 from melganvc.errors import AudioError
 from melganvc.io.audio_writer import save
 from tests.conftest import speech_like
 
 SR = 16000
-
-
-def test_eer_separable_and_overlapping():
-    assert equal_error_rate(np.array([0.1, 0.2, 0.3]), np.array([0.7, 0.8, 0.9])) == (0.0, 0.7)
-    eer, t = equal_error_rate(np.array([0.1, 0.2, 0.3, 0.75]), np.array([0.25, 0.8, 0.85, 0.9]))
-    assert (eer, t) == (pytest.approx(0.25), 0.75)  # one real flagged, one converted missed
-    assert rate_at(np.array([0.1, 0.5, 0.9]), 0.5) == pytest.approx(2 / 3)
-    with pytest.raises(ValueError):
-        equal_error_rate(np.array([]), np.array([0.5]))
-
-
-def _band_energy(wave: np.ndarray, low: float, high: float) -> float:
-    spec = np.abs(np.fft.rfft(wave)) ** 2
-    freqs = np.fft.rfftfreq(wave.size, 1 / SR)
-    return float(spec[(freqs >= low) & (freqs < high)].sum())
-
-
-def test_transforms_do_what_they_say():
-    rng = np.random.default_rng(0)
-    wave = (0.1 * rng.standard_normal(SR * 2)).astype(np.float32)
-    phone = TRANSFORMS["8khz"](wave, SR, rng)
-    assert phone.size == wave.size
-    assert _band_energy(phone, 4200, 8000) < 1e-3 * _band_energy(wave, 4200, 8000)
-    for codec in ("ogg", "mp3"):
-        out = TRANSFORMS[codec](wave, SR, rng)
-        assert abs(out.size - wave.size) < SR // 10 and out.dtype == np.float32
-        assert 0.3 < np.std(out) / np.std(wave) < 2.0
-    noisy = add_noise(wave, 20.0, rng)
-    snr = 10 * np.log10(np.mean(wave.astype(np.float64) ** 2) / np.mean((noisy - wave) ** 2))
-    assert snr == pytest.approx(20.0, abs=0.3)
-    assert np.abs(gain(wave * 5, 20.0)).max() <= 1.0
-    assert np.isfinite(random_transform(wave, SR, rng)).all()
-
-
-def test_features_do_not_depend_on_gain():
-    wave = torch.from_numpy(speech_like(1.0))
-    a, b = log_spectrogram(wave, DetectorConfig()), log_spectrogram(wave * 0.01, DetectorConfig())
-    assert a.shape == (257, 101) and float(a.max()) == pytest.approx(1.0)
-    assert torch.allclose(a, b, atol=1e-3)
-
-
-def test_padding_is_masked_out_of_pooling():
-    cfg = DetectorConfig(channels=(4, 4, 4, 4, 4), hidden=8)
-    torch.manual_seed(0)
-    net = DetectorNet(cfg).eval()
-    pooled: list[torch.Tensor] = []
-    net.head.register_forward_hook(lambda module, args, out: pooled.append(args[0][0]))
-    wave = torch.from_numpy(speech_like(1.0))
-    length = log_spectrogram(wave, cfg).shape[1]
-    for pad_seconds in (1.5, 3.0):  # both pads longer than the receptive field
-        spec, frames = batch_features([wave, torch.zeros(int((1 + pad_seconds) * SR))], cfg)
-        assert frames[0] == length
-        with torch.no_grad():
-            net(spec, frames)
-            net(spec, torch.tensor([spec.shape[-1], spec.shape[-1]]))  # no mask: padding counts
-    masked_1, unmasked_1, masked_2, unmasked_2 = pooled
-    scale = float(masked_1.abs().max())
-    assert float((masked_1 - masked_2).abs().max()) < 1e-4 * scale
-    assert float((unmasked_1 - unmasked_2).abs().max()) > 1e-2 * scale  # the check can fail
 
 
 def test_config_round_trip_and_errors():
@@ -147,9 +86,3 @@ def test_conversion_checkpoint_is_not_a_detector(ckpt: Path):
 
     with pytest.raises(CheckpointError, match="not a detector checkpoint"):
         Detector.load(ckpt)
-
-
-def test_codecs_survive_long_audio():
-    """libsndfile's Vorbis encoder segfaulted on one 2.1 M-sample write (a 133 s song)."""
-    wave = (0.1 * np.random.default_rng(0).standard_normal(2_200_000)).astype(np.float32)
-    assert TRANSFORMS["ogg"](wave, SR, np.random.default_rng(0)).size == wave.size
