@@ -122,3 +122,16 @@ def test_a_detector_is_not_a_conversion_model(model: Path, folders: tuple[Path, 
     assert main(["convert", "--ckpt", str(model), str(wav), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "converted-audio detector" in err and len(err.splitlines()) == 1
+
+
+def test_unjudgeable_held_out_files_are_a_one_line_error(tmp_path: Path, folders, capsys):
+    (tmp_path / "silent").mkdir()
+    for i in range(4):
+        sf.write(tmp_path / "silent" / f"{i}.wav", np.zeros(SR, np.float32), SR)
+    argv = ["train-detector", "--real", str(tmp_path / "silent"), "--converted", str(folders[1]),
+            "--out", str(tmp_path / "d.pt"), "--epochs", "1", "--no-progress",
+            "--set", "batch_size=4", "--set", "channels=[4, 4]"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no held-out file of one class could be judged" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "d.pt").exists()

@@ -24,7 +24,7 @@ from melganvc.detection.detector import Detector
 from melganvc.detection.metrics import equal_error_rate
 from melganvc.detection.network import DetectorNet, batch_features
 from melganvc.detection.transforms import TRANSFORMS, random_transform
-from melganvc.errors import UserError
+from melganvc.errors import AudioError, UserError
 from melganvc.io.audio import find_audio, load
 
 MAX_SECONDS = 8.0  # of each file kept in memory (int16): crops are shorter anyway
@@ -100,9 +100,37 @@ def held_out_scores(detector: Detector, clips: list[Clip], rng: np.random.Genera
         wave = clip.wave()
         other = TRANSFORMS[names[int(rng.integers(len(names)))]](wave, detector.config.sample_rate, rng)
         for w in (wave, other):
-            score = detector.score(w, detector.config.sample_rate)
+            try:
+                score = detector.score(w, detector.config.sample_rate)
+            except AudioError:  # silent or too short: nothing to judge, nothing to select by
+                continue
             (fake if clip.label else real).append(score)
+    if not real or not fake:
+        raise UserError("no held-out file of one class could be judged (all silent or shorter "
+                        "than min_seconds): give more, longer files")
     return np.array(real), np.array(fake)
+
+
+def _train_epoch(net: DetectorNet, opt: torch.optim.Optimizer, sched: Any, clips: tuple[list[Clip], list[Clip]],
+                 cfg: DetectorConfig, rng: np.random.Generator, steps: int, bar: Any) -> float:
+    """One pass of ``steps`` balanced batches; the mean loss."""
+    real_train, fake_train = clips
+    loss_fn = nn.BCEWithLogitsLoss()
+    half = cfg.batch_size // 2
+    net.train()
+    total = 0.0
+    for _ in range(steps):
+        picks = [real_train[i] for i in rng.integers(len(real_train), size=half)] + \
+                [fake_train[i] for i in rng.integers(len(fake_train), size=cfg.batch_size - half)]
+        spec, frames, labels = _batch(picks, cfg, rng)
+        loss = loss_fn(net(spec, frames), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.item()
+        bar.update(1)
+    return total / steps
 
 
 def train_detector(real: list[Path], converted: list[Path], out: Path, cfg: DetectorConfig,
@@ -116,34 +144,25 @@ def train_detector(real: list[Path], converted: list[Path], out: Path, cfg: Dete
     steps = max(1, (len(real_train) + len(fake_train)) // cfg.batch_size)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps * cfg.epochs)
-    loss_fn = nn.BCEWithLogitsLoss()
     best: dict[str, Any] = {"eer": math.inf}
     deadline = time.monotonic() + max_minutes * 60 if max_minutes > 0 else math.inf
-    half = cfg.batch_size // 2
+    from tqdm import tqdm
+
+    bar = tqdm(total=steps * cfg.epochs, unit="batch", disable=not progress, leave=False)
     for epoch in range(1, cfg.epochs + 1):
-        net.train()
-        total = 0.0
-        for _ in range(steps):
-            picks = [real_train[i] for i in rng.integers(len(real_train), size=half)] + \
-                    [fake_train[i] for i in rng.integers(len(fake_train), size=cfg.batch_size - half)]
-            spec, frames, labels = _batch(picks, cfg, rng)
-            loss = loss_fn(net(spec, frames), labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item()
+        loss = _train_epoch(net, opt, sched, (real_train, fake_train), cfg, rng, steps, bar)
         scores_real, scores_fake = held_out_scores(Detector(net, cfg), real_held + fake_held,
                                                    np.random.default_rng(cfg.seed + 1))
         eer, threshold = equal_error_rate(scores_real, scores_fake)
-        print(f"epoch {epoch}/{cfg.epochs}: loss {total / steps:.4f}, held-out EER "
-              f"{100 * eer:.2f}% (threshold {threshold:.3f})", flush=True)
+        bar.write(f"epoch {epoch}/{cfg.epochs}: loss {loss:.4f}, held-out EER "
+                  f"{100 * eer:.2f}% (threshold {threshold:.3f})")
         if eer <= best["eer"]:  # ties: the later epoch (further annealed)
             best = {"eer": eer, "threshold": threshold, "epoch": epoch,
                     "state": {k: v.detach().clone() for k, v in net.state_dict().items()}}
         if time.monotonic() > deadline:
-            print(f"time limit: stopping after epoch {epoch}", flush=True)
+            bar.write(f"time limit: stopping after epoch {epoch}")
             break
+    bar.close()
     net.load_state_dict(best.pop("state"))
     threshold = float(min(max(best["threshold"], 1e-3), 1 - 1e-3))
     metrics = {"held_out_eer": float(best["eer"]), "epoch": best["epoch"], "threshold": threshold,

@@ -106,7 +106,7 @@ def _setup_train_detector(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a detector setting, e.g. --set batch_size=16 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar while loading")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _train_detector(args: argparse.Namespace) -> int:
