@@ -35,6 +35,16 @@ VCC = DATA / "vcc2016_full"
 FSDD = DATA / "fsdd"
 AISHELL = DATA / "aishell1_s0913" / "S0913"
 
+# Real produced music (Debian's hyperrogue-music, CC BY-SA 3.0; `apt-get install
+# hyperrogue-music`), cut into 10 s pieces, so the detector learns that music is not a cue.
+HYPERROGUE = Path("/usr/share/hyperrogue/music")
+MUSIC_PIECE_S = 10.0
+MUSIC_SYSTEMS = [
+    ("music-resynth-reference-gl", None, "reference", "gl"),
+    ("music-resynth-hifigan-hifigan", None, "hifigan", "hifigan"),
+    ("music-resynth-music22k-gl", None, "music22k", "gl"),
+    ("music-demo-music-gl", "demo-music", None, "gl"),
+]
 TRAIN_SPEAKERS = {f"vcc-{s}": VCC / s / "train" for s in ("SF1", "SF2", "TF1", "TM1")} | \
     {f"fsdd-{s}": FSDD / s for s in ("george", "jackson", "lucas")} | {"aishell-S0913": AISHELL}
 TEST_SPEAKERS = {f"vcc-{s}": VCC / s / "eval" for s in ("SM1", "TM2")} | {"fsdd-nicolas": FSDD / "nicolas"}
@@ -136,6 +146,24 @@ def _fake(folder: Path, systems: Sequence[tuple[str, str | None, str | None, str
             save(dst, np.clip(out, -1.0, 1.0), conv.sample_rate)
 
 
+def _music(out: Path, seed: int) -> None:
+    """Real music pieces (train/real/music-hyperrogue) and four music systems applied to them."""
+    folder = out / "train" / "real" / "music-hyperrogue"
+    if not HYPERROGUE.is_dir():
+        print(f"skip music: {HYPERROGUE} missing (apt-get install hyperrogue-music)")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    rate, size = 16000, int(MUSIC_PIECE_S * 16000)
+    for track in find_audio(HYPERROGUE)[0]:
+        wave = load(track, rate)
+        for i in range(wave.size // size):
+            target = folder / f"{track.stem}-{i:02d}.flac"
+            if not target.exists():
+                save(target, wave[i * size:(i + 1) * size], rate)
+    count = min(48, len(_files(folder)))
+    _fake(out / "train" / "fake", MUSIC_SYSTEMS, {"music-hyperrogue": folder}, count, {}, seed + 300)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=Path, required=True, help="folder with the training systems' runs")
@@ -152,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.split != "test":
         _fake(args.out / "train" / "fake", TRAIN_SYSTEMS, TRAIN_SPEAKERS, FAKE_INPUTS["train"],
               roots, args.seed)
+        _music(args.out, args.seed)
     if args.split == "train":
         return
     _fake(args.out / "test" / "fake" / "seen-models", TEST_SEEN, TEST_SPEAKERS, FAKE_INPUTS["test"],
