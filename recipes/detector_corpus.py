@@ -11,7 +11,9 @@ Layout (every file a FLAC, real ones symlinks into ../shared/data, so nothing is
 Train speakers: VCC2016 SF1 SF2 TF1 TM1 (all 162 train/ files), FSDD george jackson lucas, AISHELL
 S0913. Test speakers: VCC2016 SM1 TM2 (eval/ files) and FSDD nicolas. A *system* is a model
 (or no model: resynthesis) plus an inversion. Test systems under ``unseen-models`` come from
-models trained with another seed or another preset than any training system. Idempotent: a
+models trained with another seed or another preset than any training system. With Debian's
+``hyperrogue-music`` installed, real music pieces and music systems join the training half
+(the bundled detector was trained without them: docs/detector.md). Idempotent: a
 rerun only makes what is missing (so a model that finished training later can be added).
 """
 
