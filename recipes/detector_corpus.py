@@ -11,9 +11,9 @@ Layout (every file a FLAC, real ones symlinks into ../shared/data, so nothing is
 Train speakers: VCC2016 SF1 SF2 TF1 TM1 (all 162 train/ files), FSDD george jackson lucas, AISHELL
 S0913. Test speakers: VCC2016 SM1 TM2 (eval/ files) and FSDD nicolas. A *system* is a model
 (or no model: resynthesis) plus an inversion. Test systems under ``unseen-models`` come from
-models trained with another seed or another preset than any training system. With Debian's
-``hyperrogue-music`` installed, real music pieces and music systems join the training half
-(the bundled detector was trained without them: docs/detector.md). Idempotent: a
+models trained with another seed or another preset than any training system. ``--music`` adds
+real music pieces (Debian's ``hyperrogue-music``) and music systems to the training half (the
+bundled detector was trained without them: docs/detector.md, v3). Idempotent: a
 rerun only makes what is missing (so a model that finished training later can be added).
 """
 
@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--split", choices=["train", "test", "both"], default="both",
                     help="make only this half (run two processes to use two cores)")
+    ap.add_argument("--music", action="store_true",
+                    help="add real music (apt-get install hyperrogue-music) and music systems")
     args = ap.parse_args(argv)
     torch.manual_seed(args.seed)
     roots = {"runs": args.runs, "extra": args.extra}
@@ -182,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.split != "test":
         _fake(args.out / "train" / "fake", TRAIN_SYSTEMS, TRAIN_SPEAKERS, FAKE_INPUTS["train"],
               roots, args.seed)
-        _music(args.out, args.seed)
+        if args.music:
+            _music(args.out, args.seed)
     if args.split == "train":
         return
     _fake(args.out / "test" / "fake" / "seen-models", TEST_SEEN, TEST_SPEAKERS, FAKE_INPUTS["test"],
