@@ -347,16 +347,28 @@ def _merge(base: Any, updates: dict[str, Any], where: str = "") -> Any:
     return replace(base, **changes)
 
 
+def _override(item: str, names: int) -> tuple[list[str], Any]:
+    """``section.field=value`` (``names`` 2) or ``field=value`` (1): the names, and the value
+    read as YAML (``5000`` an int, ``[8, 8]`` a list, ``true`` a bool)."""
+    key, sep, raw = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) != names or not all(parts):
+        form = "section.field=value" if names == 2 else "field=value"
+        raise ConfigError(f"override '{item}' must look like {form}")
+    return parts, (yaml.safe_load(raw) if raw.strip() else raw)
+
+
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     """Apply ``section.field=value`` strings (``--set train.steps=100``)."""
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        parts = key.strip().split(".")
-        if not sep or len(parts) != 2 or not all(parts):
-            raise ConfigError(f"override '{item}' must look like section.field=value")
-        value: Any = yaml.safe_load(raw) if raw.strip() else raw
-        cfg = _merge(cfg, {parts[0]: {parts[1]: value}})
+        (section, name), value = _override(item, 2)
+        cfg = _merge(cfg, {section: {name: value}})
     return cfg.validate()
+
+
+def override_fields(overrides: list[str]) -> dict[str, Any]:
+    """``field=value`` strings (``train-detector --set batch_size=16``) as a dict."""
+    return {parts[0]: value for parts, value in (_override(item, 1) for item in overrides)}
 
 
 def from_dict(data: dict[str, Any], base: Config | None = None) -> Config:

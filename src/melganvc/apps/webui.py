@@ -73,6 +73,17 @@ def _shows_user_errors(gr: Any) -> Callable[[Callable[..., Any]], Callable[..., 
     return decorate
 
 
+def _upload_path(upload: str | None, folder: Path) -> Path:
+    """The server-side file of an upload (the source widget checked it already), or the
+    ``UserError`` a user sees when there is none or it is gone."""
+    if not upload:
+        raise UserError("upload or record some audio first")
+    path = uploaded_file(upload, folder)
+    if not path.is_file():
+        raise UserError(UPLOAD_GONE)
+    return path
+
+
 def _handlers(service: ConversionService, gr: Any) -> SimpleNamespace:
     """The page's callbacks. Gradio names each HTTP endpoint after its function
     (``/describe``), so the names are part of the page's interface."""
@@ -88,10 +99,7 @@ def _handlers(service: ConversionService, gr: Any) -> SimpleNamespace:
                 raise UserError("upload or record some audio first")
             if not model:
                 raise UserError("choose a model first")
-            path = uploaded_file(upload, folder)  # the source widget checked already
-            if not path.is_file():
-                raise UserError(UPLOAD_GONE)
-            result = service.convert(model, path, method, quality)
+            result = service.convert(model, _upload_path(upload, folder), method, quality)
         except UserError as exc:
             gr.Warning(str(exc))
             return None, None, None, gr.DownloadButton(visible=False), f"**Error:** {exc}"
@@ -129,12 +137,7 @@ def _handlers(service: ConversionService, gr: Any) -> SimpleNamespace:
         """The detector's verdict on an upload (deleted afterwards), or the error message."""
         folder = upload_folder()
         try:
-            if not upload:
-                raise UserError("upload or record some audio first")
-            path = uploaded_file(upload, folder)
-            if not path.is_file():
-                raise UserError(UPLOAD_GONE)
-            return service.detect(path)
+            return service.detect(_upload_path(upload, folder))
         except UserError as exc:
             gr.Warning(str(exc))
             return f"**Error:** {exc}"

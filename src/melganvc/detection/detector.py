@@ -19,8 +19,9 @@ import torch
 
 from melganvc.config import DetectorConfig, detector_config
 from melganvc.detection.network import DetectorNet, batch_features
+from melganvc.dsp.resample import resample
 from melganvc.errors import AudioError, UserError
-from melganvc.io.audio import as_mono_float32, audio_info, check_sample_rate, iter_blocks
+from melganvc.io.audio import as_mono_float32, check_sample_rate, iter_blocks
 from melganvc.io.audio_writer import PROVENANCE_PREFIX, read_comment
 from melganvc.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -82,13 +83,10 @@ class Detector:
 
     @torch.inference_mode()
     def logits(self, windows: list[np.ndarray]) -> np.ndarray:
-        """The network's logit for each window (16 kHz mono float32 arrays)."""
-        out = []
-        for start in range(0, len(windows), WINDOWS_PER_BATCH):
-            waves = [torch.from_numpy(w) for w in windows[start:start + WINDOWS_PER_BATCH]]
-            spec, frames = batch_features(waves, self.config)
-            out.append(self.net(spec, frames).double().numpy())
-        return np.concatenate(out) if out else np.zeros(0)
+        """The network's logit for each window (16 kHz mono float32 arrays), in one batch
+        (``probability`` hands over ``WINDOWS_PER_BATCH`` at a time)."""
+        spec, frames = batch_features([torch.from_numpy(w) for w in windows], self.config)
+        return self.net(spec, frames).double().numpy()
 
     def probability(self, windows: Iterator[np.ndarray], what: str) -> float:
         """Duration-weighted mean logit of the judged windows, as a probability."""
@@ -132,8 +130,6 @@ class Detector:
 
     def score(self, waveform: np.ndarray, sample_rate: int) -> float:
         """Probability that ``waveform`` (any shape ``Converter.convert`` takes) was converted."""
-        from melganvc.dsp.resample import resample
-
         wave = resample(as_mono_float32(waveform), check_sample_rate(sample_rate),
                         self.config.sample_rate)
         return self.probability(self._windows(iter([wave])), "audio")
@@ -141,12 +137,19 @@ class Detector:
     def detect_file(self, path: str | Path) -> Detection:
         """Judge one audio file (``AudioError`` naming it when it cannot be read or judged)."""
         path = Path(path)
-        rate, frames = audio_info(path)
+        samples = 0
+
+        def counted(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+            nonlocal samples  # the duration, from the one pass that reads the file
+            for block in blocks:
+                samples += block.size
+                yield block
+
         blocks = iter_blocks(path, self.config.sample_rate,
                              block_seconds=4 * self.config.window_seconds)
-        p = self.probability(self._windows(blocks), str(path))
+        p = self.probability(self._windows(counted(blocks)), str(path))
         return Detection(str(path), p, p >= self.config.threshold, has_provenance_tag(path),
-                         frames / rate, self.config.threshold)
+                         samples / self.config.sample_rate, self.config.threshold)
 
 
 def has_provenance_tag(path: Path) -> bool:

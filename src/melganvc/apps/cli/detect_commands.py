@@ -14,8 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from melganvc.apps.cli.options import Command
 from melganvc.config import DetectorConfig
 from melganvc.errors import UserError
@@ -110,17 +108,12 @@ def _setup_train_detector(p: argparse.ArgumentParser) -> None:
 
 
 def _train_detector(args: argparse.Namespace) -> int:
-    from melganvc.config import detector_config
+    from melganvc.config import detector_config, override_fields
     from melganvc.detection.training import train_detector
 
     if args.out.exists() and not args.overwrite:
         raise UserError(f"{args.out}: exists (use --overwrite to replace it)")
-    fields: dict[str, Any] = {}
-    for item in args.overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"override '{item}' must look like field=value")
-        fields[key.strip()] = yaml.safe_load(raw)
+    fields = override_fields(args.overrides)
     fields |= {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
     metrics = train_detector(args.real, args.converted, args.out, detector_config(fields),
                              max_minutes=args.max_minutes, progress=not args.no_progress)
