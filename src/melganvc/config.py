@@ -134,6 +134,9 @@ class ConversionConfig:
     normalize_input: bool = True  # the features see the input at the level of speech corpora
     block_frames: int = 1024  # offline inversion blocks of long inputs (frames)
     block_overlap: int = 48  # frames shared by neighbouring inversion blocks
+    # a stereo file gives a stereo file: the mid is converted and re-panned band by band like
+    # the source (dsp/stereo.py); false: a mono file. Other channel counts are always down-mixed.
+    stereo: bool = True
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,8 @@ _SPEECH: dict[str, Any] = {
               "checkpoint_every": 1000, "eval_every": 1000, "max_minutes": 20.0,
               "select_best": True}}
 
+_MUSIC: dict[str, Any] = _SPEECH | {"train": _SPEECH["train"] | {"select_best": False}}
+
 # Presets keep a chunk spanning about the same time (24 * 192 / 16 kHz = 0.29 s) and put the
 # top of the mel scale at Nyquist (but hifigan, whose vocoder was trained on mels up to 8 kHz).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -283,10 +288,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Telephone-band speech (e.g. FSDD): half the rate, half the hop, half the mel bands.
     "speech8k": {"features": {"sample_rate": 8000, "n_fft": 576, "hop_length": 96, "n_mels": 96,
                               "f_max": 4000.0}},
-    "music22k": {"features": {"sample_rate": 22050, "n_fft": 1536, "hop_length": 256,
-                              "n_mels": 256, "f_max": 11025.0}},
-    "music44k": {"features": {"sample_rate": 44100, "n_fft": 3072, "hop_length": 512,
-                              "n_mels": 256, "f_max": 22050.0}},
+    # Music (docs/results.md, "Music"): the speech recipe's networks and schedule on full-band
+    # features, without the speech judges' checkpoint selection (they rate voices, not
+    # instruments): the last step's EMA generator is kept.
+    "music22k": _MUSIC | {"features": {"sample_rate": 22050, "n_fft": 1536, "hop_length": 256,
+                                       "n_mels": 256, "f_max": 11025.0}},
+    "music44k": _MUSIC | {"features": {"sample_rate": 44100, "n_fft": 3072, "hop_length": 512,
+                                       "n_mels": 256, "f_max": 22050.0}},
     # The quick CPU demo: small enough to learn the demo voices in minutes on 2 cores.
     "demo": {"model": {"generator_channels": 64, "critic_channels": 64, "siamese_channels": 64,
                        "vec_len": 64},

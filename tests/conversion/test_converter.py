@@ -306,3 +306,18 @@ def test_loading_repairs_shrunken_spectral_norm_vectors() -> None:
     state = {k: v * 0.05 if k.endswith(("._u", "._v")) else v for k, v in gen.state_dict().items()}
     sigmas = conv_sigmas(load_generator(cfg, state).state_dict())
     assert sigmas == pytest.approx([1.0] * 6, abs=1e-3)
+
+
+def test_stereo_file_gives_stereo_with_the_source_panning(conv: Converter, tmp_path: Path) -> None:
+    x = speech_like(3.0, sr=44100)
+    sf.write(tmp_path / "st.flac", np.stack([x, 0.25 * x], 1), 44100)
+    conv.convert_file(tmp_path / "st.flac", tmp_path / "out.flac", block_seconds=0.9)
+    out, rate = sf.read(tmp_path / "out.flac", dtype="float32")
+    assert rate == 44100 and out.shape == (x.size, 2)
+    ratio = np.sqrt(np.mean(out[:, 1] ** 2) / np.mean(out[:, 0] ** 2))
+    assert ratio == pytest.approx(0.25, abs=0.05)  # right stays 12 dB under left
+    mono = conv.convert(load(tmp_path / "st.flac", 44100), 44100)  # the mid, converted
+    np.testing.assert_allclose(out[:, 0], mono, atol=0.02)  # left: the loud side, gain 1
+    # conversion.stereo=false: one channel, the mid's conversion
+    conv.with_options(stereo=False).convert_file(tmp_path / "st.flac", tmp_path / "mono.flac")
+    assert sf.info(tmp_path / "mono.flac").channels == 1

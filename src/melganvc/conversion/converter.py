@@ -51,7 +51,14 @@ from melganvc.conversion.pipeline import (
 from melganvc.device import select_device
 from melganvc.dsp.loudness import input_gain, level_meter
 from melganvc.dsp.mel import FeatureStream, MelSpectrogram
-from melganvc.io.audio import as_mono_float32, audio_info, check_sample_rate, iter_blocks
+from melganvc.dsp.stereo import StereoPanner
+from melganvc.io.audio import (
+    as_mono_float32,
+    audio_info,
+    channel_count,
+    check_sample_rate,
+    iter_blocks,
+)
 from melganvc.io.audio_writer import AudioWriter
 from melganvc.io.checkpoint import (
     CheckpointError,
@@ -68,7 +75,7 @@ class Converter:
     ``Converter(generator, config)`` takes any module mapping ``(batch, n_mels, L)`` mels to
     the same shape; ``from_checkpoint`` is the usual way in. How the model is applied is the
     config's ``conversion`` section (``ConversionConfig``: overlap, fade, batch_size,
-    match_loudness, normalize_input, block_frames, block_overlap); the keyword options of the
+    match_loudness, normalize_input, block_frames, block_overlap, stereo); the keyword options of the
     same names change it for this converter (``None``: keep), and ``inversion`` changes the
     ``inversion`` section (see ``from_checkpoint``). ``self.config`` is what is in force.
     """
@@ -78,12 +85,12 @@ class Converter:
                  overlap: float | str | None = None, fade: str | None = None,
                  batch_size: int | None = None, match_loudness: bool | None = None,
                  normalize_input: bool | None = None, block_frames: int | None = None,
-                 block_overlap: int | None = None) -> None:
+                 block_overlap: int | None = None, stereo: bool | None = None) -> None:
         cfg = with_inversion(config, inversion)
         self.config = with_conversion(
             cfg, cfg.model.chunk_frames, overlap=overlap, fade=fade, batch_size=batch_size,
             match_loudness=match_loudness, normalize_input=normalize_input,
-            block_frames=block_frames, block_overlap=block_overlap)
+            block_frames=block_frames, block_overlap=block_overlap, stereo=stereo)
         self.device = select_device(device)
         self.generator = generator.to(self.device).eval()
         self.mel = MelSpectrogram(self.config.features).to(self.device)
@@ -247,7 +254,9 @@ class Converter:
         """Convert an audio file block by block (bounded memory); returns its duration (s).
 
         The output (``.wav`` float or ``.flac`` 16-bit, by suffix) has the input's sample rate
-        and length and a provenance tag; it appears atomically: on any error no file is left.
+        and length and a provenance tag; a stereo input gives stereo (``conversion.stereo``,
+        see ``dsp.stereo``), any other a mono output. It appears atomically: on any error no
+        file is left.
         ``progress``: ``True`` for a tqdm bar, or a callable given the seconds just converted.
         Unreadable inputs raise ``AudioError`` (a ``UserError``) naming the file. With
         ``overwrite=False`` an existing output -- even one another process wrote meanwhile --
@@ -266,13 +275,20 @@ class Converter:
             update = progress if callable(progress) else None
         gain = self.input_gain(iter_blocks(in_path, rate, block_seconds), rate)  # a pre-pass
         stream = self._offline_stream(rate, gain)
+        stereo = self.config.conversion.stereo and channel_count(in_path) == 2
+        panner = StereoPanner(rate) if stereo else None
         try:
-            with stream, AudioWriter(out_path, rate, overwrite=overwrite) as writer:
-                for block in iter_blocks(in_path, rate, block_seconds):
-                    writer.write(stream.push(block))
+            with stream, AudioWriter(out_path, rate, overwrite=overwrite,
+                                     channels=2 if stereo else 1) as writer:
+                for block in iter_blocks(in_path, rate, block_seconds, channels=stereo):
+                    mono = block.mean(axis=1, dtype=np.float32) if stereo else block
+                    out = stream.push(mono)
+                    writer.write(panner.push(out, block) if panner else out)
                     if update is not None:
-                        update(block.size / rate)
-                writer.write(stream.flush())
+                        update(len(block) / rate)
+                tail = stream.flush()
+                writer.write(np.concatenate([panner.push(tail, np.zeros((0, 2))), panner.flush()])
+                             if panner else tail)
         finally:
             if bar is not None:
                 bar.close()

@@ -54,6 +54,12 @@ METRICS: dict[str, dict[str, str]] = {
                      "note": "std of log-F0 divided by the target speaker's"},
     "voiced_fraction": {"label": "voiced fraction", "better": "closer to target",
                         "note": "share of frames with an F0"},
+    "melody": {"label": "melody", "better": "higher",
+               "note": "chroma correlation with the source (pitch classes of 110 Hz-2 kHz per "
+                       "32 ms frame, centred cosine): 1 = the same notes, ~0 unrelated music"},
+    "seam": {"label": "seam score", "better": "closer to 1",
+             "note": "spectral flux at the worst chunk-periodic offset over elsewhere, at the "
+                     "model's features (1 = no seam; identity shows the chance level)"},
     "duration_s": {"label": "duration (s)", "better": "", "note": "length of the scored audio"},
 }
 CORPUS_METRICS: dict[str, dict[str, str]] = {
@@ -134,6 +140,8 @@ class UtteranceScores:
     voiced_fraction: float | None = None
     f0_mean_diff_st: float | None = None
     f0_std_ratio: float | None = None
+    melody: float | None = None
+    seam: float | None = None
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from melganvc.config import Config, InversionConfig, to_dict
 from melganvc.dsp.mel import MelSpectrogram
 from melganvc.dsp.resample import resample
 from melganvc.errors import AudioError, UserError
+from melganvc.evaluation.music import SeamCheck
 from melganvc.io.audio import find_audio, load
 from melganvc.judges.protocols import QualityJudge, Recogniser
 from melganvc.judges.speaker import SpeakerEncoder
@@ -192,7 +193,7 @@ def run_evaluation(cfg: Config, *, ckpts: Sequence[Path] = (), source: Path, tar
     ``ckpts``: the checkpoints to convert with (one system each, see the module docstring);
     with ``converted`` they are only recorded (hashes) and the given files are scored.
     ``speech=False`` (music, other audio) skips every speech judge (speaker encoder, ASR,
-    naturalness); timbre, spectral distances and F0 remain. ``asr`` picks the recogniser
+    naturalness) and adds the melody measure; timbre, spectral distances, seams and F0 remain. ``asr`` picks the recogniser
     (``whisper``, ``whisper-base``, ``pocketsphinx``); ``naturalness=False`` skips DistillMOS.
     ``judges`` passes models already loaded (they are then used as given)."""
     from melganvc.evaluation.report_html import write_report
@@ -231,7 +232,8 @@ def run_evaluation(cfg: Config, *, ckpts: Sequence[Path] = (), source: Path, tar
         encoder=judges.encoder, transcriber=judges.transcriber, naturalness=judges.naturalness,
         config=to_dict(cfg),
         checkpoint_sha256=next(iter(hashes.values())) if len(hashes) == 1 else None,
-        rtf=(rtfs.get("converted") if len(rtfs) == 1 else rtfs) or None)
+        rtf=(rtfs.get("converted") if len(rtfs) == 1 else rtfs) or None,
+        melody=not speech, seams=SeamCheck(cfg.features, cfg.model.chunk_frames))
     if len(hashes) > 1:
         results["checkpoints"] = {label: {"path": str(c), "sha256": hashes[label]}
                                   for label, c in zip(hashes, ckpts)}
@@ -244,7 +246,8 @@ def run_evaluation(cfg: Config, *, ckpts: Sequence[Path] = (), source: Path, tar
 
 
 SUMMARY_KEYS = ("naturalness", "sim_target", "sim_source", "accept_rate", "timbre_accept",
-                "cer_corpus", "wer_corpus", "cer_ref_corpus", "wer_ref_corpus", "mcd", "f0_hz")
+                "melody", "cer_corpus", "wer_corpus", "cer_ref_corpus", "wer_ref_corpus", "mcd",
+                "seam", "f0_hz")
 
 
 def summary_lines(results: dict) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from melganvc.evaluation.content import corpus_error_rates, error_rates
+from melganvc.evaluation.music import SeamCheck, melody_similarity
 from melganvc.evaluation.pitch import F0Stats, f0_contour, f0_stats_from_contours, semitones
 from melganvc.evaluation.results import ACCEPT_KEYS, METRICS, EvalItem, UtteranceScores
 from melganvc.evaluation.spectral import SpectralConfig, spectral_distance, timbre_profile
@@ -65,6 +66,8 @@ class Scorer:
     encoder: SpeakerEncoder | None = None
     heard: BackgroundTranscripts | None = None
     naturalness: QualityJudge | None = None
+    melody: bool = False  # chroma correlation with the source (music)
+    seams: SeamCheck | None = None
 
     @staticmethod
     def centroid(references: dict[str, Any], role: str, key: str) -> np.ndarray | None:
@@ -131,6 +134,13 @@ class Scorer:
             distance = spectral_distance(wave, item.reference, sr, self.cfg)
             row.mcd, row.lsd = distance.mcd, distance.lsd
             timer.add("spectral", start)
+
+        start = time.perf_counter()
+        if self.melody and item.source is not None:
+            row.melody = melody_similarity(np.asarray(item.source, np.float32), wave, sr)
+        if self.seams is not None:
+            row.seam = self.seams.score(wave, sr)
+        timer.add("spectral", start)
 
         start = time.perf_counter()
         contour = f0_contour(wave, sr, self.f0_method)

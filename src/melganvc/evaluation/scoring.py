@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from melganvc.evaluation.music import SeamCheck
 from melganvc.evaluation.pitch import F0Stats, f0_contour, f0_stats_from_contours
 from melganvc.evaluation.results import CORPUS_METRICS, METRICS, RESULTS_SCHEMA, EvalItem
 from melganvc.evaluation.scorer import Scorer, Timer, f0_dict
@@ -80,6 +81,8 @@ def evaluate_systems(
     checkpoint_sha256: str | None = None,
     rtf: float | Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    melody: bool = False,
+    seams: SeamCheck | None = None,
 ) -> dict[str, Any]:
     """Score every system's utterances and return the results dict (see the module docstring).
 
@@ -97,6 +100,8 @@ def evaluate_systems(
     those metrics. With a transcriber, an item with a ``reference`` also gets ``cer_ref`` /
     ``wer_ref``: its transcript against the transcript of the target speaker reading the same
     sentence (the source's transcript can carry the source speaker's own misrecognitions).
+    ``melody`` adds the chroma correlation with each item's source, ``seams`` the seam score
+    on that model grid (``evaluation.music``).
     """
     if not target_refs:
         raise ValueError("evaluate_systems needs at least one target-speaker reference")
@@ -110,7 +115,7 @@ def evaluate_systems(
     all_items = {name: [_as_item(item) for item in raw] for name, raw in systems.items()}
     heard = _start_transcripts(transcriber, all_items, sample_rate)
     scorer = Scorer(sample_rate, cfg, f0_method, target_f0, timbre, speaker, timer, encoder,
-                    heard, naturalness)
+                    heard, naturalness, melody, seams)
     results_systems = _score_systems(scorer, all_items, say)
     return {
         "schema": RESULTS_SCHEMA,

@@ -231,22 +231,31 @@ def load(path: str | Path, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(mono)
 
 
-def iter_blocks(path: str | Path, sample_rate: int, block_seconds: float = 10.0) -> Iterator[np.ndarray]:
-    """Yield mono float32 blocks at ``sample_rate`` so hour-long files never sit in memory whole."""
+def channel_count(path: str | Path) -> int:
+    """How many channels ``path`` has (``AudioError`` on bad files)."""
+    path = Path(path)
+    with _open(path) as handle:
+        return int(handle.channels)
+
+
+def iter_blocks(path: str | Path, sample_rate: int, block_seconds: float = 10.0, *,
+                channels: bool = False) -> Iterator[np.ndarray]:
+    """Yield float32 blocks at ``sample_rate`` so hour-long files never sit in memory whole:
+    mono ``(samples,)``, or with ``channels`` every channel, ``(samples, channels)``."""
     path = Path(path)
     with _sequential(_open(path)) as handle:
-        source_rate = handle.samplerate
+        source_rate, width = handle.samplerate, handle.channels if channels else 1
         block = _block_frames(handle, int(block_seconds * source_rate))
-        stream = soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32", quality="HQ") \
-            if source_rate != sample_rate else None
+        stream = soxr.ResampleStream(source_rate, sample_rate, width, dtype="float32",
+                                     quality="HQ") if source_rate != sample_rate else None
         while True:
             data = _read_block(path, handle, block)
             last = data.shape[0] < block
             _check_finite(path, data)
-            mono = _to_mono(data)
+            out = data.astype(np.float32).reshape(-1, width) if channels else _to_mono(data)
             if stream is not None:
-                mono = stream.resample_chunk(mono, last=last)
-            if mono.size:
-                yield mono
+                out = stream.resample_chunk(out, last=last)
+            if out.shape[0]:
+                yield out
             if last:
                 break

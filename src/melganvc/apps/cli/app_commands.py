@@ -28,7 +28,8 @@ def _setup_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="report folder (report.json, report.html)")
     p.add_argument("--limit", type=int, help="evaluate at most this many source utterances")
     p.add_argument("--music", action="store_true",
-                   help="not speech: skip speaker similarity and ASR (timbre, F0, MCD remain)")
+                   help="not speech: skip speaker similarity, ASR and naturalness; add melody "
+                        "preservation (timbre, seams, F0, MCD remain)")
     p.add_argument("--device", default="auto")
     add_inversion_args(p, "checkpoint")
     p.add_argument("--asr", choices=["whisper", "whisper-base", "pocketsphinx"], default="whisper",
@@ -60,20 +61,38 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _setup_demo_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("output", type=Path, help="folder for the generated corpora")
-    p.add_argument("--kind", choices=["voice", "music", "both"], default="voice")
-    p.add_argument("--train", type=int, default=120, help="training utterances per domain")
-    p.add_argument("--test", type=int, default=10, help="held-out utterances per domain")
+    p.add_argument("--kind", choices=["voice", "music", "both", "instruments"], default="voice",
+                   help="voice: two espeak-ng speakers; music: two additive-synthesis timbres; "
+                        "both; instruments: scores played by sampled real instruments (piano, "
+                        "strings, brass, jazz combo; 44.1 kHz stereo; needs fluidsynth, "
+                        "fluid-soundfont-gm and the music extra)")
+    p.add_argument("--train", type=int, help="training utterances per domain (instruments: "
+                   "pieces, each up to six 8 s clips); default 120, instruments 40")
+    p.add_argument("--test", type=int, help="held-out utterances per domain (instruments: "
+                   "pieces, the same ones in every domain); default 10, instruments 6")
     p.add_argument("--seed", type=int, default=0)
 
 
 def _demo_data(args: argparse.Namespace) -> int:
-    from melganvc.apps.demo_data import generate_music_demo, generate_voice_demo
+    from melganvc.apps.demo_data import (
+        generate_instrument_corpus,
+        generate_music_demo,
+        generate_voice_demo,
+    )
 
+    if args.kind == "instruments":
+        summary = generate_instrument_corpus(args.output, n_train=args.train or 40,
+                                             n_test=6 if args.test is None else args.test,
+                                             seed=args.seed)
+        counts = ", ".join(f"{d} {c['train']}+{c['test']}" for d, c in summary["domains"].items())
+        print(f"instruments: {summary['root']}/<domain>/{{train,test}} (clips {counts})")
+        return 0
+    n_train, n_test = args.train or 120, 10 if args.test is None else args.test
     if args.kind in ("voice", "both"):
-        generate_voice_demo(args.output, n_train=args.train, n_test=args.test, seed=args.seed)
+        generate_voice_demo(args.output, n_train=n_train, n_test=n_test, seed=args.seed)
         print(f"voice demo: {args.output / 'voice'}/{{A,B}}/{{train,test}}")
     if args.kind in ("music", "both"):
-        generate_music_demo(args.output, n_train=args.train, n_test=args.test, seed=args.seed)
+        generate_music_demo(args.output, n_train=n_train, n_test=n_test, seed=args.seed)
         print(f"music demo: {args.output / 'music'}/{{A,B}}/{{train,test}}")
     return 0
 
@@ -87,11 +106,24 @@ def _setup_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="stop after this many batches (implies --train)")
     p.add_argument("--sentences", type=int, default=120, help="training sentences per voice")
     p.add_argument("--test", type=int, default=10, help="held-out sentences per voice")
+    p.add_argument("--music", action="store_true",
+                   help="the music demo: the bundled demo-music model (jazz combo -> string "
+                        "ensemble) on held-out rendered pieces (needs fluidsynth) or --input")
+    p.add_argument("--input", type=Path, action="append", default=[], metavar="FILE|DIR",
+                   help="with --music: your own recordings to convert (repeatable)")
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from melganvc.apps.demo import run_demo
+    from melganvc.apps.demo import run_demo, run_music_demo
 
+    if args.input and not args.music:
+        raise UserError("--input is for the music demo (--music)")
+    if args.music:
+        if args.train or args.minutes is not None or args.steps is not None:
+            raise UserError("the music demo uses the bundled model (no --train/--minutes/--steps)")
+        out = args.out if args.out != Path("runs/demo") else Path("runs/demo-music")
+        run_music_demo(out, args.input, n_test=min(args.test, 3))
+        return 0
     train = args.train or args.minutes is not None or args.steps is not None
     run_demo(args.out, minutes=4.0 if args.minutes is None else args.minutes, steps=args.steps,
              n_train=args.sentences, n_test=args.test, train=train)
