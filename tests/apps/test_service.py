@@ -308,3 +308,21 @@ def test_detect_gives_a_verdict_and_one_line_errors(service: ConversionService,
     sf.write(silent, np.zeros(16000, np.float32), 16000)
     with pytest.raises(UserError, match=r"^silent\.wav: silent or too short to judge"):
         service.detect(silent)
+
+
+def test_live_chunks_keep_their_length_and_report_latency(service: ConversionService) -> None:
+    name = service.model_names()[0]
+    pcm = (speech_like(1.0, sr=48000) * 20000).astype(np.int16)  # a browser's rate and format
+    session, outputs = None, []
+    for i in range(0, pcm.size, 12000):  # 250 ms chunks
+        (rate, out), session, status = service.live(name, (48000, pcm[i:i + 12000]), session)
+        assert rate == 48000 and out.dtype == np.int16 and out.size == 12000
+        outputs.append(out)
+    assert session is not None and session.seconds == pytest.approx(1.0)
+    assert "latency" in status and "RTF" in status
+    first = session
+    _, session, _ = service.live(name, (16000, pcm[:1600]), session)  # new rate: new engine
+    assert session is not first and session.rate == 16000
+    assert service.live(name, None, session) == (None, None, "")
+    with pytest.raises(UserError, match="unknown model"):
+        service.live("nope", (16000, pcm[:1600]), None)

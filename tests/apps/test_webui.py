@@ -194,3 +194,27 @@ def test_detect_tab(server: tuple[str, Path]) -> None:
             page.locator("#detect").click()
             expect(page.locator("#detect-status")).to_contain_text(message, timeout=60_000)
         browser.close()
+
+
+def test_live_page_streams_the_microphone(server: tuple[str, Path]) -> None:
+    """Chromium's fake capture plays a speech file; the Live page streams it through the
+    server and plays the converted chunks, with the latency readout."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, root = server
+    voice = root / "fake-mic.wav"
+    sf.write(voice, np.tile(speech_like(2.0, sr=48000), 3), 48000, subtype="PCM_16")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=[
+            *CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={voice}"])
+        page = browser.new_context(permissions=["microphone"]).new_page()
+        page.goto(url + "live", timeout=60_000)
+        page.locator("#live-mic button", has_text="Record").first.click()
+        expect(page.locator("#live-status")).to_contain_text("latency", timeout=60_000)
+        page.wait_for_timeout(1500)
+        status = page.locator("#live-status").inner_text()
+        page.locator("#live-mic button", has_text="Stop").first.click()
+        seconds = float(status.split("live ")[1].split(" s")[0])
+        assert seconds >= 0.5, status  # several chunks went through
+        assert "RTF" in status and "conversion" in status
+        browser.close()

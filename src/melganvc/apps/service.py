@@ -139,6 +139,23 @@ class _Loaded:
 
 
 @dataclass
+class LiveSession:
+    """One browser's live stream: its model, rate and engine (a Gradio session state)."""
+
+    model: str
+    rate: int
+    engine: Any
+    seconds: float = 0.0
+    chunk_ms: float = 0.0
+
+    def status(self) -> str:
+        pipeline = 1000.0 * self.engine.latency_samples / self.rate
+        return (f"live {self.seconds:.1f} s · latency {pipeline + 2 * self.chunk_ms:.0f} ms "
+                f"(conversion {pipeline:.0f} ms + browser chunks 2 × {self.chunk_ms:.0f} ms) · "
+                f"RTF {self.engine.rtf:.2f}")
+
+
+@dataclass
 class ConversionService:
     """Loads converters on demand (at most ``MAX_LOADED_MODELS``) and converts uploads."""
 
@@ -195,6 +212,34 @@ class ConversionService:
                 loaded.variants[(method, quality)] = loaded.base.with_options(
                     inversion=settings)
             return loaded.variants[(method, quality)]
+
+    def live(self, name: str, chunk: tuple[int, Any] | None, session: LiveSession | None
+             ) -> tuple[tuple[int, Any] | None, LiveSession | None, str]:
+        """One chunk of the browser's microphone through a live engine (``apps.live``): the
+        converted chunk (same length, int16), the session to pass back, a status line. A new
+        session starts when the model or the rate changes; ``chunk=None`` ends it."""
+        import numpy as np
+
+        from melganvc.apps.live import LiveEngine
+
+        if chunk is None:
+            return None, None, ""
+        rate, data = chunk
+        samples = np.asarray(data)
+        scale = float(np.iinfo(samples.dtype).max) + 1 if samples.dtype.kind in "iu" else 1.0
+        x = samples.astype(np.float32) / scale
+        x = x.mean(axis=1) if x.ndim == 2 else x
+        if session is None or session.model != name or session.rate != rate:
+            try:
+                engine = LiveEngine(self.converter(name), int(rate))
+            except (UserError, ValueError) as exc:
+                raise self._public(exc, name) from None
+            session = LiveSession(name, int(rate), engine)
+        y = session.engine.process(x)
+        session.seconds += x.size / rate
+        session.chunk_ms = 1000.0 * x.size / rate
+        out = (np.clip(y, -1, 1) * 32767).astype(np.int16)
+        return (int(rate), out), session, session.status()
 
     def loaded_models(self) -> dict[str, int]:
         """Models in memory and how many converters each holds (at most one per quality)."""

@@ -33,12 +33,13 @@ class AudioWriter:
     _SF_ERR_SYSTEM: ClassVar[int] = 2  # libsndfile's code for "a system call failed"
 
     def __init__(self, path: str | Path, sample_rate: int, subtype: str | None = None,
-                 overwrite: bool = True, channels: int = 1) -> None:
+                 overwrite: bool = True, channels: int = 1, provenance: bool = True) -> None:
         self.path = Path(path)
         fmt = WRITE_FORMATS.get(self.path.suffix.lower())
         if fmt is None:
             raise AudioError(self.path, f"cannot write '{self.path.suffix}' (use .wav or .flac)")
         self._format, self._rate, self._channels = fmt, sample_rate, channels
+        self._provenance = provenance  # False: not our output (e.g. a recorded microphone)
         self._subtype = subtype or ("PCM_16" if fmt == "FLAC" else "FLOAT")
         self._ctx = atomic_path(self.path, replace=overwrite)
         self._file: sf.SoundFile | None = None
@@ -51,7 +52,8 @@ class AudioWriter:
             raise AudioError(self.path, f"cannot write ({self._reason(exc)})") from None
         try:
             self._file = sf.SoundFile(str(tmp), "w", self._rate, self._channels, self._subtype, format=self._format)
-            self._file.comment = PROVENANCE  # FLAC needs strings before the first sample
+            if self._provenance:  # FLAC needs strings before the first sample
+                self._file.comment = PROVENANCE
             self._file.software = f"melganvc {__version__}"
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
             reason = self._reason(exc)  # before the cleanup frees the temp file's space

@@ -87,6 +87,63 @@ def _stream(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- live -------------------------------------------------------------------------------------
+
+
+def _setup_live(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    p.add_argument("--input", help="input device (number or name; default: the system's)")
+    p.add_argument("--output", help="output device (number or name; default: the system's)")
+    p.add_argument("--block-ms", type=float, default=20.0, help="audio block length (ms)")
+    p.add_argument("--rate", type=int, help="device sample rate (default: the model's)")
+    p.add_argument("--gate-db", type=float, default=-45.0,
+                   help="noise gate: input below this level (dBFS) gives silence, not babble")
+    p.add_argument("--no-gate", action="store_true", help="convert everything, room noise too")
+    p.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
+    p.add_argument("--record-input", type=Path, help="also write the microphone to this file")
+    p.add_argument("--record-output", type=Path, help="also write the converted audio here")
+    p.add_argument("--latency-table", action="store_true",
+                   help="print the latency of each stage and exit")
+    p.add_argument("--ckpt", type=Path, help="run folder, checkpoint or bundled model name")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+
+def _device_arg(value: str | None) -> int | str | None:
+    return int(value) if value is not None and value.isdigit() else value
+
+
+def _live(args: argparse.Namespace) -> int:
+    from melganvc.apps.live import latency_table, list_devices, print_status, run_live
+    from melganvc.conversion.converter import Converter
+
+    if args.list_devices:
+        print(list_devices())
+        return 0
+    if args.ckpt is None:
+        raise UserError("live needs --ckpt (a run folder, checkpoint or bundled model name)")
+    if args.block_ms <= 0 or (args.seconds is not None and args.seconds <= 0):
+        raise UserError("--block-ms and --seconds must be positive")
+    for path in (args.record_input, args.record_output):
+        if path is not None and path.suffix.lower() not in (".wav", ".flac"):
+            raise UserError(f"{path}: recordings are .wav or .flac")
+    converter = Converter.from_checkpoint(args.ckpt, device=args.device)
+    rate = args.rate or converter.sample_rate
+    block = max(1, round(args.block_ms * rate / 1000))
+    if args.latency_table:
+        for stage, ms in latency_table(converter, rate, block).items():
+            print(f"{stage:16s} {ms:8.1f} ms")
+        return 0
+    stats = run_live(converter, input_device=_device_arg(args.input),
+                     output_device=_device_arg(args.output), block_ms=args.block_ms,
+                     sample_rate=rate, gate_db=None if args.no_gate else args.gate_db,
+                     seconds=args.seconds, record_input=args.record_input,
+                     record_output=args.record_output, status=print_status)
+    print(f"\n{stats.seconds:.1f} s live; latency {stats.latency_ms:.0f} ms + "
+          f"{stats.device_latency_ms:.0f} ms devices; RTF {stats.rtf:.3f}; dropouts "
+          f"{stats.dropouts}; xruns {stats.xruns}" + "".join(f"; {n}" for n in stats.notes))
+    return 0
+
+
 # --- export-onnx ------------------------------------------------------------------------------
 
 
@@ -142,6 +199,8 @@ def _models(args: argparse.Namespace) -> int:
 COMMANDS = (
     Command("convert", "convert audio files or folders with a trained model", _setup_convert, _convert),
     Command("stream", "convert a file block by block as a real-time stream would; print latency", _setup_stream, _stream),
+    Command("live", "microphone -> conversion -> speakers in real time (latency, RTF, "
+            "dropouts shown)", _setup_live, _live),
     Command("export-onnx", "export the generator as ONNX (dynamic batch and frames)", _setup_export_onnx, _export_onnx),
     Command("export-generator", "write a small generator-only checkpoint to share or bundle", _setup_export_generator, _export_generator),
     Command("models", "list the bundled pretrained models (usable as --ckpt NAME)", lambda p: None, _models),
