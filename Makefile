@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/inversion.py
 	$(PY) benchmarks/vocoder.py
 	$(PY) benchmarks/detect.py
+	$(PY) benchmarks/stereo.py
 
 # Style, the package's layers (pyproject.toml [tool.importlinter]) and types (py.typed is shipped).
 lint: $(STAMP)

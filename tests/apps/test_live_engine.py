@@ -6,13 +6,7 @@ import numpy as np
 import pytest
 from conftest import FAST_INVERSION, speech_like
 
-from melganvc.apps.live import (
-    LIVE_BLOCK_FRAMES,
-    LIVE_OVERLAP_FRAMES,
-    LiveEngine,
-    NoiseGate,
-    latency_table,
-)
+from melganvc.apps.live import LiveEngine, NoiseGate, latency_table, live_blocks
 
 SR = 16000
 
@@ -49,8 +43,9 @@ def test_engine_returns_block_sized_output_equal_to_the_pipeline(converter):
     assert live.size == x.size
     lat = engine.latency_samples
     assert np.all(live[:lat] == 0)  # silence until the pipeline's latency has passed
-    reference = converter.stream(SR, block_frames=LIVE_BLOCK_FRAMES,
-                                 overlap_frames=LIVE_OVERLAP_FRAMES)
+    block_frames, overlap = live_blocks(converter)
+    assert (block_frames, overlap) == (16, 8)  # the reference STFT: the smallest GL accepts
+    reference = converter.stream(SR, block_frames=block_frames, overlap_frames=overlap)
     whole = reference.push(x)
     np.testing.assert_allclose(live[lat:], whole, atol=1e-5)
     assert engine.rtf > 0

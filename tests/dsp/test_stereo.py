@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from melganvc.dsp.stereo import StereoPanner, band_index, frame_size, pan_gains
 
@@ -70,6 +71,6 @@ def test_geometry_and_silence():
     assert frame_size(44100) == 2048 and frame_size(22050) == 1024 and frame_size(16000) == 1024
     bands = band_index(1024, SR)
     assert bands[0] == 0 and bands[-1] == 23 and (np.diff(bands) >= 0).all()
-    gains = pan_gains(np.zeros((3, 513)), np.zeros((3, 513)), bands)
-    assert (gains == 1).all()  # a silent source: centred, not muted
+    gains = pan_gains(torch.zeros(3, 2, 513, dtype=torch.complex64), bands)
+    assert gains.shape == (3, 2, 513) and (gains == 1).all()  # silent source: centred, not muted
     assert len(StereoPanner(SR).flush()) == 0

@@ -40,8 +40,14 @@ if TYPE_CHECKING:
     from melganvc.conversion.converter import Converter
     from melganvc.conversion.pipeline import StreamingConverter
 
-LIVE_BLOCK_FRAMES = 16  # inversion block (mel frames) for live use
-LIVE_OVERLAP_FRAMES = 8
+def live_blocks(converter: Converter) -> tuple[int, int]:
+    """Inversion ``(block_frames, overlap_frames)`` for live use: the smallest overlap the
+    model's Griffin-Lim accepts (``2 * ceil(n_fft / (2 hop)) + 2`` frames) and blocks of twice
+    it -- the inversion's look-ahead is most of the pipeline's latency. (HiFi-GAN raises the
+    overlap to its own context.)"""
+    feat = converter.config.features
+    overlap = 2 * -(-feat.n_fft // (2 * feat.hop_length)) + 2
+    return 2 * overlap, overlap
 
 
 # ---------------------------------------------------------------- the noise gate
@@ -90,8 +96,9 @@ class LiveEngine:
 
     def __init__(self, converter: Converter, sample_rate: int,
                  gate_db: float | None = -45.0) -> None:
+        block, overlap = live_blocks(converter)
         self.stream: StreamingConverter = converter.stream(
-            sample_rate, block_frames=LIVE_BLOCK_FRAMES, overlap_frames=LIVE_OVERLAP_FRAMES)
+            sample_rate, block_frames=block, overlap_frames=overlap)
         self.sample_rate = sample_rate
         self.gate = NoiseGate(sample_rate, gate_db)
         self._gains: deque[np.ndarray] = deque()
@@ -143,8 +150,8 @@ def latency_table(converter: Converter, sample_rate: int, block: int) -> dict[st
     (``StreamingConverter.latency_samples``: the stages' worst cases do not simply add up)."""
     cfg = converter.config
     feat, hop = cfg.features, cfg.features.hop_length
-    stream = converter.stream(sample_rate, block_frames=LIVE_BLOCK_FRAMES,
-                              overlap_frames=LIVE_OVERLAP_FRAMES)
+    blocks, overlap = live_blocks(converter)
+    stream = converter.stream(sample_rate, block_frames=blocks, overlap_frames=overlap)
     chunk = converter.chunk_stream()
 
     def ms(model_samples: float) -> float:
@@ -155,7 +162,7 @@ def latency_table(converter: Converter, sample_rate: int, block: int) -> dict[st
         "stft_lookahead": ms(feat.n_fft // 2),
         "chunk": ms(cfg.model.chunk_frames * hop),
         "chunk_step": ms(chunk.step * hop),
-        "inversion_block": ms((LIVE_BLOCK_FRAMES + 2 * LIVE_OVERLAP_FRAMES) * hop),
+        "inversion_block": ms((blocks + 2 * overlap) * hop),
         "loudness": ms(4 * hop),
         "pipeline_total": stream.latency_ms,
         "output_buffer": 1000.0 * block / sample_rate,

@@ -11,8 +11,8 @@ exceed 1, so nothing is pushed past the mono output's peak). A centred instrumen
 Why not convert each channel: twice the generator and inversion work, and the two channels'
 independently estimated phases and GAN outputs differ, which smears the image. What this does
 not keep: inter-channel phase and time differences (the width of a reverb tail, spaced-pair
-recordings) -- the output's channels are in phase. Cost: three real FFTs per frame, about 1 %
-of a conversion's time (``benchmarks/stereo.py``).
+recordings) -- the output's channels are in phase. Cost: three FFTs in and two out per frame;
+a stereo file takes about a quarter longer than a mono one (``benchmarks/stereo.py``).
 
 Streaming (``push``/``flush``) on a global frame grid, like the rest of the pipeline, so the
 result does not depend on how the audio was cut into blocks; the output has the input's length.
@@ -21,6 +21,8 @@ result does not depend on how the audio was cut into blocks; the output has the 
 from __future__ import annotations
 
 import numpy as np
+import torch
+from torch import Tensor
 
 N_BANDS = 24
 FRAME_SECONDS = 0.046
@@ -38,16 +40,14 @@ def band_index(n_fft: int, sample_rate: int, n_bands: int = N_BANDS) -> np.ndarr
     return np.searchsorted(edges, freqs, side="right")
 
 
-def pan_gains(left: np.ndarray, right: np.ndarray, bands: np.ndarray,
-              n_bands: int = N_BANDS) -> np.ndarray:
-    """Gains ``(frames, bins, 2)`` from the source spectra ``(frames, bins)`` of each channel."""
-    energy = np.stack([np.abs(left) ** 2, np.abs(right) ** 2], axis=-1)  # (frames, bins, 2)
-    member = np.arange(n_bands)[None, :] == bands[:, None]  # (bins, bands)
-    per_band = np.einsum("fbc,bk->fkc", energy, member)
-    loud = per_band.max(axis=-1, keepdims=True)
-    floor = 1e-12 * max(float(loud.max()), 1e-30)
-    gains = np.where(loud > floor, np.sqrt(per_band / np.maximum(loud, floor)), 1.0)
-    return gains[:, bands, :]
+def pan_gains(source: Tensor, bands: np.ndarray, n_bands: int = N_BANDS) -> Tensor:
+    """Gains ``(frames, 2, bins)`` from the source's spectra ``(frames, 2, bins)``."""
+    member = torch.from_numpy(np.arange(n_bands)[None, :] == bands[:, None]).float()
+    per_band = (source.real ** 2 + source.imag ** 2) @ member  # (frames, 2, bands)
+    loud = per_band.amax(dim=1, keepdim=True)
+    floor = 1e-12 * max(float(loud.max()) if loud.numel() else 0.0, 1e-30)
+    gains = torch.where(loud > floor, torch.sqrt(per_band / loud.clamp(min=floor)), 1.0)
+    return gains[..., torch.from_numpy(bands)]
 
 
 class StereoPanner:
@@ -61,37 +61,40 @@ class StereoPanner:
         self.n = frame_size(sample_rate)
         self.hop = self.n // 2
         # sqrt-Hann in and out: the product is a periodic Hann, which sums to 1 at hop n/2
-        self.window = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(self.n) / self.n))
+        self.window = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(self.n) / self.n)
+                              ).astype(np.float32)
         self.bands = band_index(self.n, sample_rate)
-        self._mono = np.zeros(self.hop)  # hop samples of lead-in: the first samples get 2 frames
-        self._source = np.zeros((self.hop, 2))
-        self._carry = np.zeros((self.hop, 2))
+        self._mono = np.zeros(self.hop, np.float32)  # lead-in: the first samples get 2 frames
+        self._source = np.zeros((self.hop, 2), np.float32)
+        self._carry = np.zeros((self.hop, 2), np.float32)
         self._skip = self.hop  # lead-in still to drop from the output
         self._pushed = self._returned = 0
 
     def push(self, mono: np.ndarray, stereo: np.ndarray) -> np.ndarray:
-        self._mono = np.concatenate([self._mono, np.asarray(mono, np.float64).reshape(-1)])
-        self._source = np.concatenate([self._source, np.asarray(stereo, np.float64).reshape(-1, 2)])
+        self._mono = np.concatenate([self._mono, np.asarray(mono, np.float32).reshape(-1)])
+        self._source = np.concatenate([self._source, np.asarray(stereo, np.float32).reshape(-1, 2)])
         self._pushed += np.asarray(mono).size
         return self._emit(self._frames())
 
     def flush(self) -> np.ndarray:
         missing = max(0, len(self._mono) - len(self._source))  # source never given: silent
         pad = self.n + self.hop
-        self._mono = np.concatenate([self._mono, np.zeros(pad)])
-        self._source = np.concatenate([self._source, np.zeros((missing + pad, 2))])
+        self._mono = np.concatenate([self._mono, np.zeros(pad, np.float32)])
+        self._source = np.concatenate([self._source, np.zeros((missing + pad, 2), np.float32)])
         return self._emit(self._frames())
 
     def _frames(self) -> np.ndarray:
         """Overlap-added output of every complete frame both buffers hold (``(k * hop, 2)``)."""
         count = (min(len(self._mono), len(self._source)) - self.n) // self.hop + 1
         if count <= 0:
-            return np.zeros((0, 2))
-        index = np.arange(self.n)[None, :] + self.hop * np.arange(count)[:, None]
-        mono = np.fft.rfft(self._mono[index] * self.window, axis=1)
-        source = np.fft.rfft(self._source[index] * self.window[:, None], axis=1)  # (f, bins, 2)
-        gains = pan_gains(source[..., 0], source[..., 1], self.bands)
-        frames = np.fft.irfft(mono[..., None] * gains, self.n, axis=1) * self.window[:, None]
+            return np.zeros((0, 2), np.float32)
+        span = (count - 1) * self.hop + self.n
+        window = torch.from_numpy(self.window)
+        mono = torch.from_numpy(self._mono[:span]).unfold(0, self.n, self.hop)  # (f, n) views
+        source = torch.from_numpy(self._source[:span]).unfold(0, self.n, self.hop)  # (f, 2, n)
+        mono, source = torch.fft.rfft(mono * window), torch.fft.rfft(source * window)
+        spectra = mono[:, None, :] * pan_gains(source, self.bands)
+        frames = (torch.fft.irfft(spectra, self.n) * window).transpose(1, 2).numpy()
         first, second = frames[:, : self.hop], frames[:, self.hop:]
         before = np.concatenate([self._carry[None], second[:-1]])
         self._carry = second[-1]

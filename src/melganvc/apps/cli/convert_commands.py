@@ -115,6 +115,7 @@ def _device_arg(value: str | None) -> int | str | None:
 def _live(args: argparse.Namespace) -> int:
     from melganvc.apps.live import latency_table, list_devices, print_status, run_live
     from melganvc.conversion.converter import Converter
+    from melganvc.device import set_cpu_threads
 
     if args.list_devices:
         print(list_devices())
@@ -126,6 +127,8 @@ def _live(args: argparse.Namespace) -> int:
     for path in (args.record_input, args.record_output):
         if path is not None and path.suffix.lower() not in (".wav", ".flac"):
             raise UserError(f"{path}: recordings are .wav or .flac")
+    if args.threads is None:  # small blocks gain nothing from a thread team, and the audio
+        set_cpu_threads(1)    # callback needs a core (measured: docs/live.md)
     converter = Converter.from_checkpoint(args.ckpt, device=args.device)
     rate = args.rate or converter.sample_rate
     block = max(1, round(args.block_ms * rate / 1000))
