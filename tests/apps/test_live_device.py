@@ -84,7 +84,8 @@ def test_live_converts_the_microphone_to_the_speakers(pulse, tmp_path: Path):
         live = subprocess.Popen([sys.executable, "-m", "melganvc", "live", "--ckpt", "demo-voice",
                                  "--input", "pulse", "--output", "pulse", "--seconds",
                                  f"{seconds:.1f}", "--record-output", str(tmp_path / "out.wav"),
-                                 "--record-input", str(tmp_path / "mic.wav")],
+                                 "--record-input", str(tmp_path / "mic.wav"),
+                                 "--buffer-ms", "400"],  # a busy test machine: no stalls heard
                                 env=env, stdout=subprocess.PIPE, stderr=err_file, text=True)
         deadline = time.monotonic() + 120
         while "latency" not in status.read_text() and time.monotonic() < deadline:

@@ -221,11 +221,14 @@ class _OutputBuffer:
     target again, and the target grows by one block (up to ``MAX_BLOCKS``), as a jitter
     buffer does -- a few dropouts buy a latency that the machine can keep."""
 
-    MAX_BLOCKS = 16
+    MAX_BLOCKS = 64
 
-    def __init__(self, block: int, slowest_s: float = 0.0, rate: int = 16000) -> None:
+    def __init__(self, block: int, slowest_s: float = 0.0, rate: int = 16000,
+                 minimum_s: float = 0.0) -> None:
         burst = math.ceil(1.5 * slowest_s * rate / block) if slowest_s > 0 else 1
-        self.block, self.target = block, block * min(max(1, burst), self.MAX_BLOCKS)
+        least = math.ceil(minimum_s * rate / block)
+        self.block = block
+        self.target = block * min(max(1, burst, least), self.MAX_BLOCKS)
         self._playing = False
 
     def playing(self, queued: int) -> bool:
@@ -280,8 +283,10 @@ def run_live(converter: Converter, *, input_device: Any = None, output_device: A
              block_ms: float = 20.0, sample_rate: int | None = None,
              gate_db: float | None = -45.0, seconds: float | None = None,
              record_input: Path | None = None, record_output: Path | None = None,
+             buffer_ms: float = 0.0,
              status: Callable[[LiveStats], None] | None = None) -> LiveStats:
-    """Convert the input device to the output device until Ctrl-C (or ``seconds``)."""
+    """Convert the input device to the output device until Ctrl-C (or ``seconds``).
+    ``buffer_ms``: at least this much output buffer (default: what the warm-up says)."""
     sd = _sounddevice()
     from melganvc.io.audio_writer import AudioWriter
 
@@ -290,7 +295,7 @@ def run_live(converter: Converter, *, input_device: Any = None, output_device: A
     engine = LiveEngine(converter, rate, gate_db)
     inbox: queue.Queue[np.ndarray | None] = queue.Queue()
     ring, stats = _Ring(), LiveStats()
-    buffer = _OutputBuffer(block, slowest_block(converter, rate, block), rate)
+    buffer = _OutputBuffer(block, slowest_block(converter, rate, block), rate, buffer_ms / 1000)
     errors: list[BaseException] = []
 
     def latency_ms() -> float:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from melganvc.apps.cli.options import (
     Command,
     add_model_args,
+    inversion_overrides,
     load_converter,
 )
 from melganvc.errors import UserError
@@ -26,6 +29,14 @@ def _setup_convert(p: argparse.ArgumentParser) -> None:
                    help="output format: wav (float) or flac (16-bit)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="convert on a Ray cluster (the cluster extra): ADDRESS of a running "
+                        "one (e.g. 10.0.0.5:6379 or auto), or none to start a local instance")
+    p.add_argument("--workers", type=int, default=2, help="with --ray: converters at once")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0,
+                   help="with --ray: CPUs (torch threads) per converter")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0,
+                   help="with --ray: GPUs per converter (its model runs on CUDA when > 0)")
     add_model_args(p)
 
 
@@ -35,15 +46,38 @@ def _convert(args: argparse.Namespace) -> int:
     def warn(message: str) -> None:
         print(message, file=sys.stderr)
 
-    converter = load_converter(args)
+    if args.ray is None and (args.workers != 2 or args.cpus_per_worker != 1.0
+                             or args.gpus_per_worker != 0.0):
+        raise UserError("--workers, --cpus-per-worker and --gpus-per-worker go with --ray")
+    converter = load_converter(args) if args.ray is None else None
     report = BatchReport()
     jobs = plan_jobs(args.inputs, args.out, "." + args.format, report, warn)
     if not jobs and not report.failed:
         raise UserError(no_jobs_message(args.inputs, args.out, report))
-    run_batch(converter, jobs, report, overwrite=args.overwrite,
-              progress=not args.no_progress, log=warn)
+    if converter is None:
+        _convert_on_ray(args, jobs, report, warn)
+    else:
+        run_batch(converter, jobs, report, overwrite=args.overwrite,
+                  progress=not args.no_progress, log=warn)
     print(report.summary(args.out))
     return 1 if report.failed else 0
+
+
+def _convert_on_ray(args: argparse.Namespace, jobs: list, report: Any,
+                    warn: Callable[[str], None]) -> None:
+    """``convert --ray``: the checkpoint goes to the workers through Ray's object store."""
+    from melganvc.conversion.cluster import ClusterOptions, run_ray_batch
+    from melganvc.io.checkpoint import checkpoint_config, load_checkpoint
+
+    payload = load_checkpoint(args.ckpt, map_location="cpu")
+    sets = list(args.overrides) + inversion_overrides(args, checkpoint_config(payload))
+    options = {"device": "cuda" if args.gpus_per_worker > 0 else "cpu",
+               "use_ema": not args.no_ema, "inversion": sets or None,
+               "source": str(args.ckpt), "overlap": args.overlap}
+    cluster = ClusterOptions(args.ray or None, args.workers, args.cpus_per_worker,
+                             args.gpus_per_worker)
+    run_ray_batch(payload, options, jobs, report, cluster, overwrite=args.overwrite,
+                  progress=not args.no_progress, log=warn)
 
 
 # --- stream -----------------------------------------------------------------------------------
@@ -100,6 +134,9 @@ def _setup_live(p: argparse.ArgumentParser) -> None:
                    help="noise gate: input below this level (dBFS) gives silence, not babble")
     p.add_argument("--no-gate", action="store_true", help="convert everything, room noise too")
     p.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
+    p.add_argument("--buffer-ms", type=float, default=0.0,
+                   help="at least this much output buffer (default: sized by a warm-up); more "
+                        "latency, fewer dropouts on a busy machine")
     p.add_argument("--record-input", type=Path, help="also write the microphone to this file")
     p.add_argument("--record-output", type=Path, help="also write the converted audio here")
     p.add_argument("--latency-table", action="store_true",
@@ -122,8 +159,9 @@ def _live(args: argparse.Namespace) -> int:
         return 0
     if args.ckpt is None:
         raise UserError("live needs --ckpt (a run folder, checkpoint or bundled model name)")
-    if args.block_ms <= 0 or (args.seconds is not None and args.seconds <= 0):
-        raise UserError("--block-ms and --seconds must be positive")
+    if args.block_ms <= 0 or (args.seconds is not None and args.seconds <= 0) \
+            or args.buffer_ms < 0:
+        raise UserError("--block-ms and --seconds must be positive, --buffer-ms not negative")
     for path in (args.record_input, args.record_output):
         if path is not None and path.suffix.lower() not in (".wav", ".flac"):
             raise UserError(f"{path}: recordings are .wav or .flac")
@@ -140,7 +178,8 @@ def _live(args: argparse.Namespace) -> int:
                      output_device=_device_arg(args.output), block_ms=args.block_ms,
                      sample_rate=rate, gate_db=None if args.no_gate else args.gate_db,
                      seconds=args.seconds, record_input=args.record_input,
-                     record_output=args.record_output, status=print_status)
+                     record_output=args.record_output, buffer_ms=args.buffer_ms,
+                     status=print_status)
     print(f"\n{stats.seconds:.1f} s live; latency {stats.latency_ms:.0f} ms + "
           f"{stats.device_latency_ms:.0f} ms devices; RTF {stats.rtf:.3f}; dropouts "
           f"{stats.dropouts}; xruns {stats.xruns}" + "".join(f"; {n}" for n in stats.notes))

@@ -106,7 +106,12 @@ def _train(args: argparse.Namespace) -> int:
     corpora = training_corpora(cfg, (args.a, args.b), args.out, progress=not args.no_progress)
     state = fit(cfg, corpora[0], corpora[1], args.out, resume=args.resume,
                 progress=not args.no_progress)
-    print(f"trained to step {state.step}; checkpoint: {args.out / CHECKPOINT_NAME}")
+    from melganvc.training import distributed as dist_utils
+
+    rank, world = dist_utils.rank_and_world()
+    if rank == 0:  # under torchrun every rank gets here; one line is enough
+        ranks = f" on {world} processes" if world > 1 else ""
+        print(f"trained to step {state.step}{ranks}; checkpoint: {args.out / CHECKPOINT_NAME}")
     return 0
 
 
