@@ -297,6 +297,7 @@ def run_live(converter: Converter, *, input_device: Any = None, output_device: A
     ring, stats = _Ring(), LiveStats()
     buffer = _OutputBuffer(block, slowest_block(converter, rate, block), rate, buffer_ms / 1000)
     errors: list[BaseException] = []
+    captured = [0]  # input samples the device delivered
 
     def latency_ms() -> float:
         return 1000.0 * (block + engine.latency_samples + buffer.target) / rate
@@ -317,6 +318,7 @@ def run_live(converter: Converter, *, input_device: Any = None, output_device: A
         if flags.input_overflow or flags.output_underflow:
             stats.xruns += 1
         inbox.put(indata[:, 0].copy())
+        captured[0] += frames
         out = ring.take(frames) if buffer.playing(ring.size) else None
         if out is None:
             outdata.fill(0)
@@ -341,11 +343,14 @@ def run_live(converter: Converter, *, input_device: Any = None, output_device: A
             stats.device_latency_ms = 1000.0 * (inp + out)
             if status is not None:
                 status(stats)  # the first line: the stream is open
-            while seconds is None or time.monotonic() - begin < seconds:
+            # --seconds counts audio heard, not wall time (opening a device can take a while);
+            # the wall-clock guard ends a session whose device delivers nothing
+            while seconds is None or (captured[0] < seconds * rate
+                                      and time.monotonic() - begin < seconds + 30):
                 time.sleep(0.1)
                 if errors:
                     raise errors[0]
-                stats.seconds, stats.rtf = time.monotonic() - begin, engine.rtf
+                stats.seconds, stats.rtf = captured[0] / rate, engine.rtf
                 stats.latency_ms = latency_ms()
                 if status is not None:
                     status(stats)
@@ -359,7 +364,7 @@ def run_live(converter: Converter, *, input_device: Any = None, output_device: A
         for w in writers:
             if w is not None:
                 w.__exit__(None, None, None)
-    stats.seconds, stats.rtf, stats.latency_ms = time.monotonic() - begin, engine.rtf, latency_ms()
+    stats.seconds, stats.rtf, stats.latency_ms = captured[0] / rate, engine.rtf, latency_ms()
     return stats
 
 

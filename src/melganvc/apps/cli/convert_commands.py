@@ -133,7 +133,8 @@ def _setup_live(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gate-db", type=float, default=-45.0,
                    help="noise gate: input below this level (dBFS) gives silence, not babble")
     p.add_argument("--no-gate", action="store_true", help="convert everything, room noise too")
-    p.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
+    p.add_argument("--seconds", type=float,
+                   help="stop after this much input audio (default: Ctrl-C)")
     p.add_argument("--buffer-ms", type=float, default=0.0,
                    help="at least this much output buffer (default: sized by a warm-up); more "
                         "latency, fewer dropouts on a busy machine")
