@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from melganvc.conversion.converter import Converter
     from melganvc.conversion.pipeline import StreamingConverter
 
+
 def live_blocks(converter: Converter) -> tuple[int, int]:
     """Inversion ``(block_frames, overlap_frames)`` for live use: the smallest overlap the
     model's Griffin-Lim accepts (``2 * ceil(n_fft / (2 hop)) + 2`` frames) and blocks of twice
@@ -102,7 +103,6 @@ class LiveEngine:
         self.sample_rate = sample_rate
         self.gate = NoiseGate(sample_rate, gate_db)
         self._gains: deque[np.ndarray] = deque()
-        self._ready = np.zeros(0, np.float32)
         self._silence = self.stream.latency_samples  # output owed before conversion starts
         self.compute_s = 0.0
         self.audio_s = 0.0
@@ -332,10 +332,11 @@ def run_live(converter: Converter, *, input_device: Any = None, output_device: A
     thread = threading.Thread(target=worker, name="melganvc-live", daemon=True)
     thread.start()
     begin = time.monotonic()
+    opened: list[Any] = []
     try:
         for w in writers:
             if w is not None:
-                w.__enter__()
+                opened.append(w.__enter__())
         with sd.Stream(samplerate=rate, blocksize=block, channels=1, dtype="float32",
                        device=(input_device, output_device), callback=callback,
                        latency="low") as audio:
@@ -356,14 +357,13 @@ def run_live(converter: Converter, *, input_device: Any = None, output_device: A
                     status(stats)
     except KeyboardInterrupt:
         stats.notes.append("stopped (Ctrl-C)")
-    except sd.PortAudioError as exc:
+    except (sd.PortAudioError, ValueError) as exc:  # ValueError: no such device
         raise UserError(f"audio device error: {exc}") from None
     finally:
         inbox.put(None)
         thread.join()  # the blocks already captured are converted and recorded too
-        for w in writers:
-            if w is not None:
-                w.__exit__(None, None, None)
+        for w in opened:  # a recording ends where the session did
+            w.__exit__(None, None, None)
     stats.seconds, stats.rtf, stats.latency_ms = captured[0] / rate, engine.rtf, latency_ms()
     return stats
 
