@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from melganvc.dsp.fifo import SampleFifo
 from melganvc.errors import UserError
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class LiveEngine:
             sample_rate, block_frames=block, overlap_frames=overlap)
         self.sample_rate = sample_rate
         self.gate = NoiseGate(sample_rate, gate_db)
-        self._gains: deque[np.ndarray] = deque()
+        self._gains = SampleFifo()  # the gate's gains, by input sample
         self._silence = self.stream.latency_samples  # output owed before conversion starts
         self.compute_s = 0.0
         self.audio_s = 0.0
@@ -114,7 +115,7 @@ class LiveEngine:
     def process(self, block: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
         block = np.asarray(block, np.float32).reshape(-1)
-        self._gains.append(self.gate.push(block))
+        self._gains.put(self.gate.push(block))
         converted = self.stream.push(block)
         out = converted * self._take_gains(converted.size)
         lead = min(self._silence, block.size)
@@ -127,16 +128,8 @@ class LiveEngine:
     def _take_gains(self, n: int) -> np.ndarray:
         """The gate's gains for the next ``n`` output samples (the current gain where the gate
         has not decided yet: only when the pipeline's latency is under two gate frames)."""
-        parts, need = [], n
-        while need > 0 and self._gains:
-            head = self._gains.popleft()
-            if head.size > need:
-                self._gains.appendleft(head[need:])
-                head = head[:need]
-            parts.append(head)
-            need -= head.size
-        parts.append(np.full(need, self.gate.gain, np.float32))
-        return np.concatenate(parts)
+        decided = self._gains.take(n)
+        return np.concatenate([decided, np.full(n - decided.size, self.gate.gain, np.float32)])
 
     @property
     def rtf(self) -> float:
@@ -249,34 +242,21 @@ class _Ring:
     """Converted samples waiting for the output callback (thread-safe FIFO)."""
 
     def __init__(self) -> None:
-        self._parts: deque[np.ndarray] = deque()
-        self._size = 0
+        self._fifo = SampleFifo()
         self._lock = threading.Lock()
 
     def put(self, x: np.ndarray) -> None:
         with self._lock:
-            self._parts.append(x)
-            self._size += x.size
+            self._fifo.put(x)
 
     @property
     def size(self) -> int:
-        return self._size
+        return self._fifo.size
 
     def take(self, n: int) -> np.ndarray | None:
         """``n`` samples, or ``None`` (and nothing taken) when fewer are there."""
         with self._lock:
-            if self._size < n:
-                return None
-            parts, need = [], n
-            while need:
-                head = self._parts.popleft()
-                if head.size > need:
-                    self._parts.appendleft(head[need:])
-                    head = head[:need]
-                parts.append(head)
-                need -= head.size
-            self._size -= n
-            return np.concatenate(parts)
+            return self._fifo.take(n) if self._fifo.size >= n else None
 
 
 def run_live(converter: Converter, *, input_device: Any = None, output_device: Any = None,

@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import functools
 import math
-from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
 import numpy as np
 import torch
 
+from melganvc.dsp.fifo import SampleFifo
 from melganvc.dsp.loudness import _Loudness
 from melganvc.dsp.mel import FeatureStream
 from melganvc.dsp.resample import _Resampler, resampler_delay
@@ -131,8 +131,7 @@ class StreamingConverter:
         self._latency = self._worst_delay(gain_frame)
         self._piece = max(1, int(MAX_PIECE_SECONDS * self.sample_rate))
         self._inversion = stages.inverter.stream()
-        self._fifo: deque[np.ndarray] = deque()
-        self._fifo_size = 0
+        self._fifo = SampleFifo()  # converted samples held back to the fixed latency
         self.samples_in = 0  # at sample_rate
         self.samples_out = 0
         self._model_in = 0  # at the model rate
@@ -238,22 +237,11 @@ class StreamingConverter:
         return self._loudness.push(y, last=last)
 
     def _enqueue(self, y: np.ndarray) -> None:
-        if y.size:
-            self._fifo.append(y)
-            self._fifo_size += y.size
+        self._fifo.put(y)
 
     def _release(self, upto: int | None) -> np.ndarray:
-        want = self._fifo_size if upto is None else min(self._fifo_size, upto - self.samples_out)
-        parts, need = [], max(0, want)
-        while need > 0:
-            head = self._fifo.popleft()
-            if head.size > need:
-                self._fifo.appendleft(head[need:])
-                head = head[:need]
-            parts.append(head)
-            need -= head.size
-        out = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-        self._fifo_size -= out.size
+        want = self._fifo.size if upto is None else upto - self.samples_out
+        out = self._fifo.take(want)
         if upto is not None:
             self.samples_out += out.size
         return out
