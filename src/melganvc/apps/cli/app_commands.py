@@ -81,13 +81,15 @@ def _demo_data(args: argparse.Namespace) -> int:
     )
 
     if args.kind == "instruments":
-        summary = generate_instrument_corpus(args.output, n_train=args.train or 40,
+        summary = generate_instrument_corpus(args.output,
+                                             n_train=40 if args.train is None else args.train,
                                              n_test=6 if args.test is None else args.test,
                                              seed=args.seed)
         counts = ", ".join(f"{d} {c['train']}+{c['test']}" for d, c in summary["domains"].items())
         print(f"instruments: {summary['root']}/<domain>/{{train,test}} (clips {counts})")
         return 0
-    n_train, n_test = args.train or 120, 10 if args.test is None else args.test
+    n_train = 120 if args.train is None else args.train
+    n_test = 10 if args.test is None else args.test
     if args.kind in ("voice", "both"):
         generate_voice_demo(args.output, n_train=n_train, n_test=n_test, seed=args.seed)
         print(f"voice demo: {args.output / 'voice'}/{{A,B}}/{{train,test}}")

@@ -289,9 +289,11 @@ def generate_instrument_corpus(out_dir: Path, domains: Sequence[str] = tuple(ARR
     if reason:
         raise UserError(reason)
     unknown = sorted(set(domains) - set(ARRANGEMENTS))
-    if unknown or n_train < 0 or n_test < 0:
-        raise UserError(f"instrument domains are {', '.join(ARRANGEMENTS)}; need n_train >= 0 "
-                        f"and n_test >= 0 (got {unknown or ''} {n_train} {n_test})".strip())
+    if unknown:
+        raise UserError(f"unknown instrument domain {unknown[0]!r}: instrument domains are "
+                        f"{', '.join(ARRANGEMENTS)}")
+    if n_train < 0 or n_test < 0:
+        raise UserError(f"need --train >= 0 and --test >= 0 pieces (got {n_train}, {n_test})")
     root = Path(out_dir) / "instruments"
     train, test = split_pieces(piece_pool(), domains, n_train, n_test, seed)
     jobs: list[tuple[str, str, str | None]] = [(piece, "test", None) for piece in test]
