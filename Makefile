@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/vocoder.py
 	$(PY) benchmarks/detect.py
 	$(PY) benchmarks/stereo.py
+	$(PY) benchmarks/sharing.py
 
 # Style, the package's layers (pyproject.toml [tool.importlinter]) and types (py.typed is shipped).
 lint: $(STAMP)
