@@ -49,12 +49,16 @@ def _run(data: Path, root: Path, steps: int, jobs: int, threads: int | None) -> 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=1200)
-    p.add_argument("--data", type=Path, default=Path("runs/demo/data/voice"))
+    p.add_argument("--data", type=Path, default=Path("runs/demo/data/voice"),
+                   help="demo voices (made in a temporary folder when missing)")
     args = p.parse_args()
-    if not (args.data / "A" / "train").is_dir():
-        sys.exit(f"{args.data}: no demo voices (run `melganvc demo` or `melganvc demo-data`)")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        if not (args.data / "A" / "train").is_dir():  # make the demo voices (espeak-ng)
+            from melganvc.apps.demo_data import generate_voice_demo
+
+            generate_voice_demo(root / "data", n_train=120, n_test=1, progress=False)
+            args.data = root / "data" / "voice"
         _train(args.data, root / "cache-run", 1, None).wait()
         alone = _run(args.data, root, args.steps, 1, None)[0]
         shared = _run(args.data, root, args.steps, 2, None)
