@@ -141,8 +141,8 @@ def run_music_demo(out: Path, inputs: Sequence[Path] = (), n_test: int = 3) -> d
         raise UserError(f"this installation has no bundled '{MUSIC_MODEL}' model")
     files, rendered = music_inputs(out, list(inputs), n_test)
     converted = out / "converted"
-    convert_demo(model, files, converted, f"recording(s) to '{MUSIC_TARGET}'",
-                           "[2/3]", suffix=".flac")
+    convert_demo(model, files, converted, f"recording(s) to '{MUSIC_TARGET}'", "[2/3]",
+                 suffix=".flac")
     results = None
     if rendered is not None:
         print("[3/3] evaluating timbre, melody and seams against identity and the real strings")
