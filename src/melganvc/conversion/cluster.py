@@ -105,6 +105,7 @@ def _maybe_die(name: str) -> None:
 class _Job:
     src: Path
     dst: Path
+    seconds: float  # the input's duration (the progress bar's unit), read once
     attempts: int = 0
 
 
@@ -124,8 +125,8 @@ def run_ray_batch(payload: dict[str, Any], converter_options: dict[str, Any],
             report.skipped_existing += 1
             log(f"melganvc: skipped {src}: {dst} exists (use --overwrite)")
         else:
-            todo.append(_Job(src, dst))
-            total += _duration(src)
+            todo.append(_Job(src, dst, _duration(src)))
+            total += todo[-1].seconds
     if not todo:
         report.elapsed = time.perf_counter() - start
         return report
@@ -194,11 +195,11 @@ def _drive(ray: Any, payload: dict[str, Any], options: dict[str, Any], todo: deq
                 else:
                     report.failed.append(f"{job.src}: its worker died {job.attempts} times")
                     log(f"melganvc: error: {report.failed[-1]}")
-                    bar.update(_duration(job.src))
+                    bar.update(job.seconds)
                 continue
             idle.append(actor)
             _finish(job, result, report, overwrite, log)
-            bar.update(_duration(job.src))
+            bar.update(job.seconds)
 
 
 def _finish(job: _Job, result: tuple, report: BatchReport, overwrite: bool,

@@ -13,7 +13,7 @@ from typing import Any
 from melganvc.apps.cli.options import (
     Command,
     add_model_args,
-    inversion_overrides,
+    converter_payload,
     load_converter,
 )
 from melganvc.errors import UserError
@@ -67,13 +67,9 @@ def _convert_on_ray(args: argparse.Namespace, jobs: list, report: Any,
                     warn: Callable[[str], None]) -> None:
     """``convert --ray``: the checkpoint goes to the workers through Ray's object store."""
     from melganvc.conversion.cluster import ClusterOptions, run_ray_batch
-    from melganvc.io.checkpoint import checkpoint_config, load_checkpoint
 
-    payload = load_checkpoint(args.ckpt, map_location="cpu")
-    sets = list(args.overrides) + inversion_overrides(args, checkpoint_config(payload))
-    options = {"device": "cuda" if args.gpus_per_worker > 0 else "cpu",
-               "use_ema": not args.no_ema, "inversion": sets or None,
-               "source": str(args.ckpt), "overlap": args.overlap}
+    payload, options = converter_payload(args)
+    options["device"] = "cuda" if args.gpus_per_worker > 0 else "cpu"  # each worker's own
     cluster = ClusterOptions(args.ray or None, args.workers, args.cpus_per_worker,
                              args.gpus_per_worker)
     run_ray_batch(payload, options, jobs, report, cluster, overwrite=args.overwrite,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from melganvc.config import (
     INVERSION_METHODS,
@@ -86,12 +86,20 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="override an inversion.* or conversion.* setting (repeatable)")
 
 
-def load_converter(args: argparse.Namespace) -> Converter:
-    from melganvc.conversion.converter import Converter
+def converter_payload(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The checkpoint ``--ckpt`` names and the ``Converter.from_payload`` options the model
+    arguments ask for (a local converter, or Ray workers that build their own)."""
     from melganvc.io.checkpoint import checkpoint_config, load_checkpoint
 
     payload = load_checkpoint(args.ckpt, map_location="cpu")
     sets = list(args.overrides) + inversion_overrides(args, checkpoint_config(payload))
-    return Converter.from_payload(payload, device=args.device, use_ema=not args.no_ema,
-                                  inversion=sets or None, source=str(args.ckpt),
-                                  overlap=args.overlap)
+    return payload, {"device": args.device, "use_ema": not args.no_ema,
+                     "inversion": sets or None, "source": str(args.ckpt),
+                     "overlap": args.overlap}
+
+
+def load_converter(args: argparse.Namespace) -> Converter:
+    from melganvc.conversion.converter import Converter
+
+    payload, options = converter_payload(args)
+    return Converter.from_payload(payload, **options)
