@@ -1,5 +1,7 @@
 """Training beside another CPU-heavy job: batches/s of the `demo` preset alone, then two equal
-trainings at once with torch's default threads and with ``--threads 1``, in one JSON object.
+trainings at once with the default threads (no ``--threads``: ``train`` starts with one per
+usable CPU and its ``ThreadGovernor`` lowers them while the other job runs) and with
+``--threads 1``, in one JSON object.
 
     python benchmarks/sharing.py [--steps 1200] [--data runs/demo/data/voice]
 

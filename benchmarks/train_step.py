@@ -6,6 +6,10 @@ FLOPs per batch (``torch.utils.flop_counter``) and the rate achieved, threads, v
 load average (a load above the thread count means other processes skewed the timing).
 
     python benchmarks/train_step.py [--cycles 3] [--threads 2] [--preset speech16k] [--device cpu]
+        [--precision auto|fp32|bf16]
+
+``auto`` (training's default) times both precisions first, as ``melganvc train`` does, and
+reports the batches in the one it keeps, with the probe's own figures.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from dataclasses import replace
 
 import torch
 
-from melganvc.config import preset_config
+from melganvc.config import PRECISIONS, preset_config
 from melganvc.device import select_device, tune_for_training
 from melganvc.models.layers import count_parameters
+from melganvc.training.precision import choose_precision, time_precisions
 from melganvc.training.step import build_state, train_batch
 
 
@@ -38,14 +43,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--warmup", type=int, default=1, help="untimed cycles first")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    ap.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS,
+                    help="train.precision (auto: probe both, as training does)")
     ap.add_argument("--no-flops", dest="count_flops", action="store_false")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     cfg = preset_config(args.preset)
     bs = args.batch_size or cfg.train.batch_size
-    cfg = replace(cfg, train=replace(cfg.train, batch_size=bs, bf16=args.bf16))
+    cfg = replace(cfg, train=replace(cfg.train, batch_size=bs, precision=args.precision))
     device = select_device(args.device)
     tune_for_training(device)
     state = build_state(cfg, device)
@@ -53,6 +59,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     def crops() -> torch.Tensor:
         return torch.rand(bs, n_mels, 3 * chunk, device=device) * 2 - 1
+
+    class RandomCrops:  # what the probe samples from (MelCorpus.sample's signature)
+        def sample(self, rng, count: int) -> torch.Tensor:
+            return torch.rand(count, n_mels, 3 * chunk) * 2 - 1
+
+    probe = None
+    if args.precision == "auto":
+        probe = time_precisions(state, RandomCrops(), RandomCrops())
+        state.cfg = replace(cfg, train=replace(cfg.train, precision=choose_precision(probe)))
 
     def step(i: int) -> str:
         state.step = i  # G+S on the first batch of each cycle
@@ -92,7 +107,9 @@ def main(argv: list[str] | None = None) -> dict:
         "batches_timed": n,
         "batch_size": bs,
         "device": str(device),
-        "bf16": args.bf16,
+        "precision": state.cfg.train.precision,
+        "probe_ms_per_batch": None if probe is None else
+        {k: round(1000 * v / gupt, 1) for k, v in probe.items()},
         "params": {"G": count_parameters(state.generator), "D": count_parameters(state.critic),
                    "S": count_parameters(state.siamese)},
         "torch_threads": torch.get_num_threads(),

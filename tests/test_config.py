@@ -25,8 +25,8 @@ def test_defaults_are_the_reference() -> None:
 
 
 def test_overrides_are_typed() -> None:
-    cfg = apply_overrides(Config(), ["train.steps=12", "train.bf16=true", "loss.travel=3"])
-    assert cfg.train.steps == 12 and cfg.train.bf16 is True and cfg.loss.travel == 3.0
+    cfg = apply_overrides(Config(), ["train.steps=12", "train.precision=bf16", "loss.travel=3"])
+    assert cfg.train.steps == 12 and cfg.train.precision == "bf16" and cfg.loss.travel == 3.0
     with pytest.raises(ConfigError, match="train.steps"):
         apply_overrides(Config(), ["train.steps=many"])
     with pytest.raises(ConfigError, match="unknown config field 'train.stepz'"):

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from melganvc import device
 from melganvc.apps.cli import main
 from melganvc.config import ConfigError
 from melganvc.device import (
+    ThreadGovernor,
     cgroup_cpu_limit,
     select_device,
     set_cpu_threads,
@@ -82,3 +84,57 @@ def test_threads_option(capsys) -> None:
         assert "melganvc: error: --threads must be at least 1, got 0" in capsys.readouterr().err
     finally:
         torch.set_num_threads(before)
+
+
+class FakeCpus:
+    """CPU seconds as a governor reads them: ``others`` and ``own`` CPUs busy per second."""
+
+    def __init__(self) -> None:
+        self.now, self.busy, self.own_seconds, self.set = 0.0, 0.0, 0.0, []
+        self.others, self.own = 0.0, 2.0
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.busy += (self.others + self.own) * seconds
+        self.own_seconds += self.own * seconds
+
+    def governor(self) -> ThreadGovernor:
+        return ThreadGovernor(2, {0, 1}, interval=2.0, busy=lambda: self.busy,
+                              own=lambda: self.own_seconds, clock=lambda: self.now,
+                              set_threads=self.set.append)
+
+
+def test_thread_governor_follows_the_free_cores(monkeypatch) -> None:
+    monkeypatch.setattr(device, "usable_cpus", lambda root=device.CGROUP: 2)
+    cpus = FakeCpus()
+    gov = cpus.governor()
+    cpus.advance(1.0)
+    assert gov.poll() is None  # before the interval nothing is read
+    cpus.advance(1.5)
+    assert gov.poll() is None and gov.threads == 2  # alone (a little background: 0.0)
+    cpus.others, cpus.own = 1.0, 1.0  # a second training arrives and takes a core
+    cpus.advance(2.0)
+    assert gov.poll() == 1 and cpus.set == [1]  # lowered at the first reading
+    cpus.others = 0.2  # background noise only: raised once two readings agree
+    cpus.advance(2.0)
+    assert gov.poll() is None and gov.threads == 1
+    cpus.advance(2.0)
+    assert gov.poll() == 2 and cpus.set == [1, 2]
+    cpus.others = 0.6  # more than half a core taken: one thread
+    cpus.advance(2.0)
+    assert gov.poll() == 1
+    assert gov.wanted(0.0) == 2 and gov.wanted(5.0) == 1
+
+
+def test_busy_cpu_seconds_reads_proc_stat(tmp_path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  9 9 9 9 9 9 9 9 0 0\n"
+                    "cpu0 100 0 50 1000 20 0 0 0 0 0\ncpu1 300 0 0 5 5 0 0 0 0 0\n")
+    tick = os.sysconf("SC_CLK_TCK")
+    assert device.busy_cpu_seconds({0}, stat) == pytest.approx(150 / tick)
+    assert device.busy_cpu_seconds({0, 1}, stat) == pytest.approx(450 / tick)
+    assert device.busy_cpu_seconds({0}, tmp_path / "missing") is None
+    if Path("/proc/stat").is_file():  # the real file: CPU time since boot, growing
+        first = device.busy_cpu_seconds(os.sched_getaffinity(0))
+        sum(i * i for i in range(200_000))
+        assert first is not None and device.busy_cpu_seconds(os.sched_getaffinity(0)) >= first

@@ -24,6 +24,8 @@ class ConfigError(UserError, ValueError):
 
 MEL_RECIPES = ("reference", "hifigan")
 INVERSION_METHODS = ("gl", "grad", "hifigan")
+PRECISIONS = ("auto", "fp32", "bf16")  # train.precision
+LR_SCHEDULES = ("constant", "cosine")  # train.lr_schedule
 
 
 @dataclass(frozen=True)
@@ -83,13 +85,19 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     gupt: int = 3  # G and S step every `gupt` critic steps
+    # constant (the reference) | cosine: from lr down to lr * lr_floor as the run nears its end
+    # (train.steps or train.max_minutes, whichever comes first)
+    lr_schedule: str = "constant"
+    lr_floor: float = 0.1
     steps: int = 20000  # critic steps (batches)
     checkpoint_every: int = 500
     eval_every: int = 1000
     log_every: int = 50
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    bf16: bool = False  # autocast on CUDA
+    # fp32 | bf16 (autocast) | auto: time a few batches of each at the start and keep the
+    # faster (training/precision.py); the run's config records the choice.
+    precision: str = "auto"
     ema: float = 0.0  # EMA decay for an inference copy of G; 0 disables
     critic_augment: bool = False  # DiffAugment on the critic's inputs (augment.py)
     num_eval_examples: int = 4
@@ -167,6 +175,12 @@ class Config:
             raise ConfigError("model.patch_critic_channels and loss.feature_match must be >= 0")
         if self.train.gupt < 1 or self.train.batch_size < 1:
             raise ConfigError("train: gupt and batch_size must be >= 1")
+        if self.train.lr_schedule not in LR_SCHEDULES or not 0 <= self.train.lr_floor <= 1:
+            raise ConfigError(f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)} "
+                              f"and 0 <= train.lr_floor <= 1")
+        if self.train.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, "
+                              f"got {self.train.precision!r}")
         if self.inversion.method not in INVERSION_METHODS:
             raise ConfigError(f"inversion.method must be one of {', '.join(INVERSION_METHODS)}, "
                               f"got {self.inversion.method!r}")
@@ -307,10 +321,12 @@ PRESETS: dict[str, dict[str, Any]] = {
              "train": {"batch_size": 8, "lr": 5e-4, "steps": 100000, "checkpoint_every": 200,
                        "eval_every": 1000, "log_every": 20}},
     # A tiny network for tests, the quick demo and smoke runs; same features as speech16k.
+    # float32 fixed: tests compare runs number for number, and a timing probe would make the
+    # precision depend on the machine and its load.
     "tiny": {"model": {"generator_channels": 32, "critic_channels": 32, "siamese_channels": 32,
                        "vec_len": 32},
              "train": {"batch_size": 4, "steps": 30, "checkpoint_every": 10, "eval_every": 15,
-                       "log_every": 5, "num_eval_examples": 2},
+                       "log_every": 5, "num_eval_examples": 2, "precision": "fp32"},
              "inversion": {"gl_iters": 8, "nnls_iters": 20}},
 }
 
@@ -385,9 +401,20 @@ def override_fields(overrides: list[str]) -> dict[str, Any]:
     return {parts[0]: value for parts, value in (_override(item, 1) for item in overrides)}
 
 
+def _legacy_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """Configs written before ``train.precision`` said ``train.bf16: true|false``."""
+    train = data.get("train")
+    if not isinstance(train, dict) or "bf16" not in train:
+        return data
+    train = dict(train)
+    bf16 = _coerce(train.pop("bf16"), bool, "train.bf16")
+    train.setdefault("precision", "bf16" if bf16 else "fp32")
+    return data | {"train": train}
+
+
 def from_dict(data: dict[str, Any], base: Config | None = None) -> Config:
     """Build a config from a nested dict; a ``preset`` key picks the starting point."""
-    data = dict(data)
+    data = _legacy_fields(dict(data))
     preset = data.pop("preset", None)
     cfg = base or Config()
     if preset is not None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,3 +100,89 @@ def set_cpu_threads(requested: int | None = None) -> int | None:
             return None
     torch.set_num_threads(requested)
     return requested
+
+
+def busy_cpu_seconds(cpus: set[int], stat: Path = Path("/proc/stat")) -> float | None:
+    """CPU seconds the CPUs in ``cpus`` have spent busy (not idle or waiting on I/O) since
+    boot, from ``/proc/stat``; ``None`` where it cannot be read (not Linux)."""
+    try:
+        lines = stat.read_text().splitlines()
+    except OSError:
+        return None
+    ticks = 0
+    for line in lines:
+        name, *values = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            numbers = [int(v) for v in values[:8]]  # user nice system idle iowait irq softirq steal
+            ticks += sum(numbers) - numbers[3] - numbers[4]
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class ThreadGovernor:
+    """Fewer torch threads while other processes keep this process's CPUs busy, more again
+    when they stop (``melganvc train`` without ``--threads``).
+
+    Why: torch's threads spin while they wait for each other, so two trainings that each
+    take a thread per core of the same 2 cores ran at 0.19x their alone speed, while one
+    thread each ran at 0.68x (``benchmarks/sharing.py``). Every ``interval`` seconds the CPU
+    time that *other* processes took on this process's CPUs says how many are really free;
+    the threads follow it, lowered at once and raised only when two readings agree (a
+    short-lived neighbour should not cost the rest of the run its threads).
+    """
+
+    def __init__(self, max_threads: int, cpus: set[int], interval: float = 2.0,
+                 busy: Callable[[], float | None] | None = None,
+                 own: Callable[[], float] = time.process_time,
+                 clock: Callable[[], float] = time.monotonic,
+                 set_threads: Callable[[int], None] | None = None) -> None:
+        self.max_threads, self.threads, self.interval = max_threads, max_threads, interval
+        self.usable = min(len(cpus), usable_cpus())
+        self._busy = busy or (lambda: busy_cpu_seconds(cpus))
+        self._own, self._clock = own, clock
+        self._set = set_threads or _set_torch_threads
+        self._last = (clock(), self._busy(), own())
+        self._raise_votes = 0
+
+    @classmethod
+    def for_this_process(cls) -> ThreadGovernor | None:
+        """A governor over torch's current thread count and this process's CPUs, or ``None``
+        where it has nothing to govern (one thread) or cannot read CPU use (not Linux)."""
+        import torch
+
+        try:
+            cpus = os.sched_getaffinity(0)
+        except (AttributeError, OSError):
+            return None
+        threads = torch.get_num_threads()
+        if threads < 2 or busy_cpu_seconds(cpus) is None:
+            return None
+        return cls(threads, cpus)
+
+    def wanted(self, others: float) -> int:
+        """Threads for the CPUs left when other processes use ``others`` CPUs."""
+        return max(1, min(self.max_threads, int(self.usable - others + 0.5)))
+
+    def poll(self) -> int | None:
+        """Re-read the CPU use once ``interval`` has passed; the new thread count when it
+        changed, else ``None``. Cheap to call every batch."""
+        now = self._clock()
+        if now - self._last[0] < self.interval:
+            return None
+        busy, own = self._busy(), self._own()
+        (then, busy_then, own_then), self._last = self._last, (now, busy, own)
+        if busy is None or busy_then is None:
+            return None
+        others = max(0.0, (busy - busy_then) - (own - own_then)) / (now - then)
+        target = self.wanted(others)
+        self._raise_votes = self._raise_votes + 1 if target > self.threads else 0
+        if target < self.threads or self._raise_votes >= 2:
+            self.threads, self._raise_votes = target, 0
+            self._set(target)
+            return target
+        return None
+
+
+def _set_torch_threads(count: int) -> None:
+    import torch
+
+    torch.set_num_threads(count)

@@ -508,7 +508,7 @@ def test_tiny_config_forward_backward():
 
 
 def test_autocast_bf16_forward_backward():
-    """bf16 autocast (train.bf16): the custom GEMM backward copes with the mixed dtypes."""
+    """bf16 autocast (train.precision=bf16): the custom GEMM backward copes with the mixed dtypes."""
     torch.manual_seed(11)
     gen, critic = Generator(16, 8), Critic(16, 72, 8)
     x = _rand_mels(6, 16, 24)

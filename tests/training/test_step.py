@@ -148,3 +148,46 @@ def test_ema_keeps_its_own_spectral_norm_vectors() -> None:
         update_ema(state)
     sigmas = conv_sigmas(inference_copy(state.ema).state_dict())
     assert sigmas == pytest.approx([1.0] * len(sigmas), abs=0.02)
+
+
+def test_cosine_schedule_follows_the_run(tiny_corpora: tuple[Path, Path]) -> None:
+    """train.lr_schedule=cosine: full rate at the start, lr * lr_floor at the end, the end
+    being train.steps or train.max_minutes, whichever comes first; constant leaves lr alone."""
+    from melganvc.training.step import run_progress, set_learning_rate
+
+    cfg = tiny(100, **{"train.lr_schedule": "cosine", "train.lr_floor": "0.1",
+                       "train.max_minutes": "10"})
+    state = build_state(cfg, torch.device("cpu"))
+    lr = cfg.train.lr
+    assert run_progress(state) == 0.0
+    assert set_learning_rate(state, run_progress(state)) == pytest.approx(lr)
+    state.step, state.trained_seconds = 50, 60.0
+    assert run_progress(state) == 0.5  # half the steps, a tenth of the time
+    state.trained_seconds = 480.0
+    assert run_progress(state) == pytest.approx(0.8)  # time is further
+    assert set_learning_rate(state, 0.5) == pytest.approx(0.55 * lr)
+    assert all(g["lr"] == pytest.approx(0.55 * lr)
+               for opt in (state.opt_critic, state.opt_gs) for g in opt.param_groups)
+    state.trained_seconds = 1e9
+    assert set_learning_rate(state, run_progress(state)) == pytest.approx(0.1 * lr)
+    constant = build_state(tiny(100), torch.device("cpu"))
+    assert set_learning_rate(constant, 0.7) == constant.cfg.train.lr
+    with pytest.raises(UserError, match="lr_schedule"):
+        tiny(1, **{"train.lr_schedule": "linear"})
+
+
+def test_time_limit_counts_a_resumed_runs_earlier_time(tiny_corpora: tuple[Path, Path],
+                                                        tmp_path: Path) -> None:
+    """train.max_minutes is the run's budget: the checkpoint keeps the time trained, and a
+    resume past the budget trains no further (steps are a total too)."""
+    run = tmp_path / "run"
+    fit(tiny(4), *tiny_corpora, run, progress=False)
+    saved = load_checkpoint(run / "checkpoint.pt")
+    assert saved["step"] == 4 and saved["trained_seconds"] > 0
+    spent = saved["trained_seconds"] / 60
+    state = fit(tiny(8, **{"train.max_minutes": str(spent / 2)}), *tiny_corpora, run,
+                resume=True, progress=False)
+    assert state.step == 4
+    state = fit(tiny(8, **{"train.max_minutes": "0"}), *tiny_corpora, run, resume=True,
+                progress=False)
+    assert state.step == 8 and state.trained_seconds > saved["trained_seconds"]

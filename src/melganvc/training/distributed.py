@@ -70,3 +70,23 @@ def sync_buffers(*modules: nn.Module) -> None:
     for module in modules:
         for buf in module.buffers():
             dist.broadcast(buf, src=0)
+
+
+def broadcast_choice(choice: str) -> str:
+    """Rank 0's ``choice`` on every rank (a setting measured per process must agree)."""
+    if not is_active():
+        return choice
+    box = [choice]
+    dist.broadcast_object_list(box, src=0)
+    return str(box[0])
+
+
+def shutdown(wait: bool = True) -> None:
+    """Leave the process group, all ranks together. A rank that left (or skipped this) while
+    another was still saving aborted at exit about one time in three ("terminate called
+    without an active exception", SIGABRT, from gloo's threads); the barrier ended it.
+    ``wait=False`` after an error: the other ranks may never get here."""
+    if is_active():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from melganvc.config import Config, FeatureConfig, to_dict
-from melganvc.device import select_device, tune_for_training
+from melganvc.device import ThreadGovernor, select_device, tune_for_training
 from melganvc.errors import UserError
 from melganvc.io.checkpoint import field_differences
 from melganvc.io.run_dir import RunDir
@@ -36,13 +37,16 @@ from melganvc.training.data import (
     print_report,
     stale_reason,
 )
+from melganvc.training.precision import resolve_precision
 from melganvc.training.selection import STALE_NOTE, sample_quality
 from melganvc.training.step import (
     TrainState,
     build_state,
+    run_progress,
     sample_batch,
     save_best_generator,
     save_run_checkpoint,
+    set_learning_rate,
     should_stop,
     train_batch,
     try_resume,
@@ -107,7 +111,11 @@ def training_corpora(cfg: Config, sources: tuple[Path, Path], run_dir: Path,
 
 
 def config_differences(run: Config, requested: Config) -> list[str]:
-    """Each field where ``requested`` differs from a run's own config, as one clause."""
+    """Each field where ``requested`` differs from a run's own config, as one clause.
+    ``train.precision=auto`` matches the precision the run chose at its start."""
+    if requested.train.precision == "auto":
+        requested = replace(requested, train=replace(requested.train,
+                                                     precision=run.train.precision))
     return field_differences(to_dict(requested), to_dict(run))
 
 
@@ -249,9 +257,20 @@ def select(state: TrainState, run_dir: Path, writer, scores: tuple[float, float]
     return bool(t.patience) and selection.stale >= t.patience and not dist_utils.is_active()
 
 
+def note_threads(governor: ThreadGovernor, threads: int, step: int, writer) -> None:
+    """Say (once per change) that the governor moved torch's threads, and log it."""
+    why = "other processes busy on its CPUs" if threads < governor.max_threads else "CPUs free again"
+    tqdm.write(f"melganvc: step {step}: training on {threads} of {governor.max_threads} threads "
+               f"({why}; --threads N fixes the count)", file=sys.stderr)
+    if writer is not None:
+        writer.add_scalar("perf/threads", threads, step)
+
+
 def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool = False,
-        progress: bool = True) -> TrainState:
-    """Train (or continue) a run; returns the final state. Safe to kill at any moment."""
+        progress: bool = True, adapt_threads: bool = False) -> TrainState:
+    """Train (or continue) a run; returns the final state. Safe to kill at any moment.
+    ``adapt_threads``: on a CPU, follow the cores other processes leave free
+    (``ThreadGovernor``; the CLI's default when ``--threads`` is not given)."""
     device = select_device(cfg.train.device)
     tune_for_training(device)
     dist_utils.init_from_env(device)
@@ -269,6 +288,7 @@ def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool
         base = warm_start(state, cfg.train.init)
         if dist_utils.is_main():
             print(f"melganvc: starting from the networks of {base}", file=sys.stderr)
+    resolve_precision(state, data_a, data_b)  # a resumed run's config holds its choice
     main = dist_utils.is_main()
     writer = None
     if main:
@@ -276,7 +296,7 @@ def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool
 
         try:
             # a kill mid-write leaves a temp file beside the (intact) checkpoint: cleared here
-            RunDir(run_dir).save_config(cfg)
+            RunDir(run_dir).save_config(state.cfg)
         except OSError as exc:
             raise UserError(f"{run_dir}: cannot write the run folder ({exc.strerror or exc})") \
                 from None
@@ -285,7 +305,11 @@ def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool
     judges = SampleJudges(eval_examples(cfg, data_b))
     # the samples' inverter, on the rank that logs them
     inverter = build_inverter(cfg.features, cfg.inversion).to(device) if main else None
-    _loop(state, data_a, data_b, run_dir, writer, examples, progress and main, judges, inverter)
+    governor = None
+    if adapt_threads and device.type == "cpu" and not dist_utils.is_active():
+        governor = ThreadGovernor.for_this_process()
+    _loop(state, data_a, data_b, run_dir, writer, examples, progress and main, judges, inverter,
+          governor)
     if writer is not None:
         writer.close()
     return state
@@ -293,25 +317,32 @@ def fit(cfg: Config, corpus_a: Path, corpus_b: Path, run_dir: Path, resume: bool
 
 def _loop(state: TrainState, data_a: MelCorpus, data_b: MelCorpus, run_dir: Path, writer,
           examples: list[torch.Tensor], progress: bool,
-          judges: SampleJudges | None = None, inverter: AnyInverter | None = None) -> None:
+          judges: SampleJudges | None = None, inverter: AnyInverter | None = None,
+          governor: ThreadGovernor | None = None) -> None:
     t = state.cfg.train
-    started = time.monotonic()
+    started = time.monotonic() - state.trained_seconds  # a resumed run continues its clock
     bar = tqdm(total=t.steps, initial=state.step, disable=not progress, unit="batch",
                dynamic_ncols=True, desc="train")
     last_saved = state.step
-    while not should_stop(state, started):
+    while not should_stop(state):
+        if t.lr_schedule != "constant":
+            set_learning_rate(state, run_progress(state))
         real_a, real_b = sample_batch(state, data_a, data_b)
         losses = train_batch(state, real_a, real_b)
+        state.trained_seconds = time.monotonic() - started
         if not all(math.isfinite(v) for v in losses.values()):
             save_run_checkpoint(state, run_dir)
             raise UserError(f"training diverged at step {state.step} (non-finite loss: {losses}); "
                             "lower train.lr or check the data")
         bar.update(1)
+        if governor is not None and (threads := governor.poll()) is not None:
+            note_threads(governor, threads, state.step, writer)
         if state.step % t.log_every == 0 or state.step == 1:
             bar.set_postfix({k.split("/")[1]: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
             if writer is not None:
                 for key, value in losses.items():
                     writer.add_scalar(key, value, state.step)
+                writer.add_scalar("train/lr", state.opt_gs.param_groups[0]["lr"], state.step)
         # evaluated before the checkpoint, so a resumed run knows this eval's selection
         evaluating = writer is not None and t.eval_every > 0 and state.step % t.eval_every == 0
         # inverter: built with the writer, on the rank that logs

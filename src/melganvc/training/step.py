@@ -9,7 +9,7 @@ one batch, joined, and judged whole by the critic.
 from __future__ import annotations
 
 import copy
-import time
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +60,9 @@ class TrainState:
     step: int = 0
     patch_critic: PatchCritic | None = None  # model.patch_critic_channels > 0
     selection: Selection = field(default_factory=Selection)  # train.select_best
+    # wall time trained so far, earlier processes of a resumed run included (train.max_minutes
+    # and the learning-rate schedule count it)
+    trained_seconds: float = 0.0
 
     def gs_parameters(self) -> list[nn.Parameter]:
         return list(self.generator.parameters()) + list(self.siamese.parameters())
@@ -94,7 +97,10 @@ def build_state(cfg: Config, device: torch.device) -> TrainState:
 
 
 def _autocast(state: TrainState) -> torch.autocast:
-    return torch.autocast(state.device.type, dtype=torch.bfloat16, enabled=state.cfg.train.bf16)
+    """bf16 autocast when ``train.precision`` is ``bf16``; ``auto`` not yet resolved (by
+    ``training.precision``) trains in float32."""
+    return torch.autocast(state.device.type, dtype=torch.bfloat16,
+                          enabled=state.cfg.train.precision == "bf16")
 
 
 # Per critic: its hidden maps, then its scores (``Critic.features`` / ``PatchCritic.features``).
@@ -243,6 +249,7 @@ def state_payload(state: TrainState) -> dict[str, Any]:
         "optimizers": {"critic": state.opt_critic.state_dict(), "gs": state.opt_gs.state_dict()},
         "rng": {"numpy": state.rng.bit_generator.state, "torch": torch.get_rng_state()},
         "selection": state.selection.to_dict(),
+        "trained_seconds": state.trained_seconds,
     }
     if state.ema is not None:
         payload["models"]["generator_ema"] = state.ema.state_dict()
@@ -283,6 +290,7 @@ def _restore(state: TrainState, payload: dict[str, Any]) -> None:
     torch.set_rng_state(payload["rng"]["torch"].cpu())  # map_location may have moved it
     state.step = int(payload["step"])
     state.selection = Selection.from_dict(payload.get("selection"))
+    state.trained_seconds = float(payload.get("trained_seconds", 0.0))  # older checkpoints: 0
 
 
 def save_run_checkpoint(state: TrainState, run_dir: Path) -> None:
@@ -357,6 +365,28 @@ def init_checkpoint(source: str) -> Path:
     return folder.checkpoint if folder.checkpoint.is_file() else resolve_checkpoint(source)
 
 
-def should_stop(state: TrainState, started: float) -> bool:
+def run_progress(state: TrainState) -> float:
+    """How far the run is towards its end, 0..1: steps done of ``train.steps`` or minutes
+    trained of ``train.max_minutes``, whichever is further."""
+    t = state.cfg.train
+    by_time = state.trained_seconds / (60 * t.max_minutes) if t.max_minutes > 0 else 0.0
+    return min(1.0, max(state.step / t.steps, by_time))
+
+
+def set_learning_rate(state: TrainState, progress: float) -> float:
+    """``train.lr_schedule``: the reference's constant rate, or a cosine from ``lr`` down to
+    ``lr * lr_floor`` at the run's end (applied to every optimiser); returns the rate."""
+    t = state.cfg.train
+    lr = t.lr
+    if t.lr_schedule == "cosine":
+        lr = t.lr * (t.lr_floor + (1 - t.lr_floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+    for optimizer in (state.opt_critic, state.opt_gs):
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    return lr
+
+
+def should_stop(state: TrainState) -> bool:
+    """At ``train.steps``, or once the run (all its processes) has trained ``max_minutes``."""
     minutes = state.cfg.train.max_minutes
-    return state.step >= state.cfg.train.steps or (minutes > 0 and time.monotonic() - started > 60 * minutes)
+    return state.step >= state.cfg.train.steps or (minutes > 0 and state.trained_seconds > 60 * minutes)

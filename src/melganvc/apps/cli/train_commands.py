@@ -4,6 +4,7 @@ inversion pipeline alone)."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from melganvc.apps.cli.options import (
@@ -77,8 +78,10 @@ def _setup_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--b", required=True, type=Path, help="domain B: audio folder or prepared cache")
     p.add_argument("--out", required=True, type=Path, help="run folder (config, checkpoints, logs)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--max-minutes", type=float, help="stop cleanly with a checkpoint after this long "
-                        "(default: the preset's; 20 for speech, 0 = no limit)")
+    p.add_argument("--max-minutes", type=float,
+                   help="stop cleanly with a checkpoint once the run has trained this long, a "
+                        "resumed run's earlier time counted (default: the preset's; 20 for "
+                        "speech, 0 = no limit)")
     p.add_argument("--steps", type=int, help="total batches to train (train.steps)")
     p.add_argument("--init", metavar="BASE",
                    help="start from a base model's networks (run folder, checkpoint or bundled "
@@ -104,15 +107,26 @@ def _train(args: argparse.Namespace) -> int:
         args.preset = args.preset or DEFAULT_PRESET
         cfg = apply_overrides(resolve_config(args), extra)
     corpora = training_corpora(cfg, (args.a, args.b), args.out, progress=not args.no_progress)
-    state = fit(cfg, corpora[0], corpora[1], args.out, resume=args.resume,
-                progress=not args.no_progress)
     from melganvc.training import distributed as dist_utils
 
+    try:
+        state = fit(cfg, corpora[0], corpora[1], args.out, resume=args.resume,
+                    progress=not args.no_progress, adapt_threads=adapt_threads(args))
+    except BaseException:
+        dist_utils.shutdown(wait=False)  # the other ranks may never reach a barrier
+        raise
     rank, world = dist_utils.rank_and_world()
     if rank == 0:  # under torchrun every rank gets here; one line is enough
         ranks = f" on {world} processes" if world > 1 else ""
         print(f"trained to step {state.step}{ranks}; checkpoint: {args.out / CHECKPOINT_NAME}")
+    dist_utils.shutdown()
     return 0
+
+
+def adapt_threads(args: argparse.Namespace) -> bool:
+    """Whether training may follow the free cores: not when the user fixed the count
+    (``--threads``, or ``OMP_NUM_THREADS`` as ``torchrun`` sets it for its workers)."""
+    return args.threads is None and "OMP_NUM_THREADS" not in os.environ
 
 
 def _refuse_other_config(args: argparse.Namespace, run_cfg: Config, extra: list[str]) -> None:
