@@ -61,11 +61,19 @@ def test_probe_times_both_and_leaves_the_run_untouched(tiny_corpora: tuple[Path,
     cfg = auto()
     data_a, data_b = open_corpora(cfg, *tiny_corpora)
     state = build_state(cfg, torch.device("cpu"))
-    before = snapshot(state)
-    ticks = iter(range(1000))
-    seconds = time_precisions(state, data_a, data_b, clock=lambda: float(next(ticks)))
+    before, threads = snapshot(state), torch.get_num_threads()
+    ticks, seen = iter(range(1000)), set()
+
+    def clock() -> float:
+        seen.add(torch.get_num_threads())
+        return float(next(ticks))
+
+    seconds = time_precisions(state, data_a, data_b, clock=clock)
     assert seconds == {"fp32": 1.0, "bf16": 1.0}  # each timed cycle spans one tick of this clock
     assert same(before, snapshot(state)) and state.cfg.train.precision == "auto"
+    assert seen == {1} and torch.get_num_threads() == threads  # one thread, then restored
+    real = time_precisions(state, data_a, data_b)  # this thread's CPU time
+    assert all(0 < value < 60 for value in real.values())
 
 
 def test_resolve_writes_the_measured_choice(tiny_corpora: tuple[Path, Path], monkeypatch) -> None:

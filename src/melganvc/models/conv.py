@@ -68,7 +68,10 @@ class _Im2colConv(torch.autograd.Function):
         if _grad_wanted(ctx, 0):
             t_out = cols.shape[0] // b
             grad_cols = (grad_out @ w2).view(b, t_out, c, kernel)
-            grad_x = grad_out.new_zeros(b, tp, c)
+            # summed in float32 under bf16 autocast: strided bf16 adds ran 4x slower on a CPU
+            # (and rounded each partial sum); the engine casts the result to xp's dtype
+            grad_x = grad_out.new_zeros(b, tp, c, dtype=torch.promote_types(grad_out.dtype,
+                                                                            torch.float32))
             span = stride * (t_out - 1) + 1
             for j in range(kernel):  # col2im: scatter-add each tap back onto its frames
                 grad_x[:, j : j + span : stride].add_(grad_cols[..., j])
