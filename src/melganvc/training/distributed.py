@@ -81,6 +81,16 @@ def broadcast_choice(choice: str) -> str:
     return str(box[0])
 
 
+def rank0_says(flag: bool) -> bool:
+    """Rank 0's ``flag`` on every rank: a decision from a clock (the time limit) must agree,
+    or a rank that stopped would leave the others waiting in their next all-reduce."""
+    if not is_active():
+        return flag
+    box = torch.tensor([int(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.broadcast(box, src=0)
+    return bool(box.item())
+
+
 def shutdown(wait: bool = True) -> None:
     """Leave the process group, all ranks together. A rank that left (or skipped this) while
     another was still saving aborted at exit about one time in three ("terminate called

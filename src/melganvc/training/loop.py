@@ -324,7 +324,7 @@ def _loop(state: TrainState, data_a: MelCorpus, data_b: MelCorpus, run_dir: Path
     bar = tqdm(total=t.steps, initial=state.step, disable=not progress, unit="batch",
                dynamic_ncols=True, desc="train")
     last_saved = state.step
-    while not should_stop(state):
+    while not dist_utils.rank0_says(should_stop(state)):
         if t.lr_schedule != "constant":
             set_learning_rate(state, run_progress(state))
         real_a, real_b = sample_batch(state, data_a, data_b)
