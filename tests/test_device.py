@@ -138,3 +138,20 @@ def test_busy_cpu_seconds_reads_proc_stat(tmp_path) -> None:
         first = device.busy_cpu_seconds(os.sched_getaffinity(0))
         sum(i * i for i in range(200_000))
         assert first is not None and device.busy_cpu_seconds(os.sched_getaffinity(0)) >= first
+
+
+def test_governor_under_a_quota_counts_its_cgroup(tmp_path, monkeypatch) -> None:
+    """In a container with a 2-CPU quota on a many-CPU host, the host's other tenants are not
+    competition: the governor reads the cgroup's own CPU use."""
+    (tmp_path / "cpu.max").write_text("200000 100000\n")
+    (tmp_path / "cpu.stat").write_text("usage_usec 4500000\nuser_usec 1\n")
+    assert device.cgroup_cpu_seconds(tmp_path) == 4.5
+    assert device.cgroup_cpu_seconds(tmp_path / "none") is None
+    monkeypatch.setattr(device, "CGROUP", tmp_path)
+    monkeypatch.setattr(device, "cgroup_cpu_limit", lambda root=tmp_path: 2.0)
+    monkeypatch.setattr(device, "cgroup_cpu_seconds", lambda root=tmp_path: 4.5)
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    monkeypatch.setattr(device, "busy_cpu_seconds", lambda cpus, stat=None: pytest.fail("host"))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    governor = ThreadGovernor.for_this_process()
+    assert governor is not None and governor.usable == 2 and governor._busy() == 4.5

@@ -8,6 +8,7 @@ apply ``--threads`` before a command that never needs torch (``models``) without
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -118,6 +119,23 @@ def busy_cpu_seconds(cpus: set[int], stat: Path = Path("/proc/stat")) -> float |
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def cgroup_cpu_seconds(root: Path = CGROUP) -> float | None:
+    """CPU seconds used by every process of this cgroup (v2 ``cpu.stat`` ``usage_usec``, v1
+    ``cpuacct.usage``), or ``None``. Under a CPU quota these are the processes that compete
+    with us; the host's other tenants on the same CPUs do not count against the quota."""
+    try:
+        for line in (root / "cpu.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "usage_usec":
+                return int(value) / 1e6
+    except (OSError, ValueError):
+        pass
+    try:
+        return int((root / "cpuacct" / "cpuacct.usage").read_text()) / 1e9
+    except (OSError, ValueError):
+        return None
+
+
 class ThreadGovernor:
     """Fewer torch threads while other processes keep this process's CPUs busy, more again
     when they stop (``melganvc train`` without ``--threads``).
@@ -145,8 +163,9 @@ class ThreadGovernor:
 
     @classmethod
     def for_this_process(cls) -> ThreadGovernor | None:
-        """A governor over torch's current thread count and this process's CPUs, or ``None``
-        where it has nothing to govern (one thread) or cannot read CPU use (not Linux)."""
+        """A governor over torch's current thread count and this process's CPUs (under a
+        container's CPU quota: over its cgroup's use), or ``None`` where it has nothing to
+        govern (one thread) or cannot read CPU use (not Linux)."""
         import torch
 
         try:
@@ -154,9 +173,14 @@ class ThreadGovernor:
         except (AttributeError, OSError):
             return None
         threads = torch.get_num_threads()
-        if threads < 2 or busy_cpu_seconds(cpus) is None:
+        limit = cgroup_cpu_limit()
+        if limit is not None and limit < len(cpus):  # a quota: count our cgroup, not the host
+            busy: Callable[[], float | None] = cgroup_cpu_seconds
+        else:
+            busy = functools.partial(busy_cpu_seconds, cpus)
+        if threads < 2 or busy() is None:
             return None
-        return cls(threads, cpus)
+        return cls(threads, cpus, busy=busy)
 
     def wanted(self, others: float) -> int:
         """Threads for the CPUs left when other processes use ``others`` CPUs."""
