@@ -4,7 +4,7 @@
         --speech ../shared/data/vcc2016_full/SF1/train --minutes 5 --out runs/v22/soak
 
 Starts a private PulseAudio server (null sinks: a virtual microphone and virtual speakers,
-as in tests/apps/test_live_device.py), plays the speech files back to back into the
+``melganvc.apps.live.virtual_audio``, as the live device test uses), plays the speech files back to back into the
 microphone, runs ``melganvc live`` on them for the whole time, records the speakers, and prints
 ``melganvc live``'s summary (latency, RTF, dropouts, xruns) as JSON. Needs pulseaudio,
 pulseaudio-utils, libportaudio2, libasound2-plugins and the live extra.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from melganvc.apps.live import virtual_audio
 from melganvc.io.audio import find_audio, load
 
 
@@ -48,16 +48,7 @@ def main() -> None:
     sf.write(args.out / "input.wav", np.concatenate(pieces), 16000)
 
     runtime = Path(tempfile.mkdtemp(prefix="melganvc-pulse-"))
-    env = dict(os.environ, PULSE_RUNTIME_PATH=str(runtime), PULSE_STATE_PATH=str(runtime))
-    subprocess.run(["pulseaudio", "-D", "-n", "--exit-idle-time=-1",
-                    "--load=module-native-protocol-unix",
-                    "--load=module-null-sink sink_name=mic_in",
-                    "--load=module-null-sink sink_name=speakers",
-                    "--load=module-remap-source master=mic_in.monitor source_name=mic"],
-                   env=env, check=True, capture_output=True)
-    time.sleep(1)
-    env |= {"PULSE_SOURCE": "mic", "PULSE_SINK": "speakers"}
-    try:
+    with virtual_audio(runtime) as env:
         status = args.out / "status.txt"
         with open(status, "w") as err:
             live = subprocess.Popen(
@@ -72,8 +63,6 @@ def main() -> None:
                                       env=env)
             out, _ = live.communicate()
             player.terminate()
-    finally:
-        subprocess.run(["pulseaudio", "--kill"], env=env, capture_output=True, check=False)
     print(out.strip(), file=sys.stderr)
     found = re.search(r"([\d.]+) s live; latency (\d+) ms \+ (\d+) ms devices; RTF ([\d.]+); "
                       r"dropouts (\d+); xruns (\d+)", out)

@@ -46,22 +46,12 @@ def pulse(tmp_path: Path):
         if os.environ.get("MELGANVC_REQUIRE_PULSE") == "1":
             pytest.fail(f"MELGANVC_REQUIRE_PULSE=1 but {reason}")
         pytest.skip(reason)
+    from melganvc.apps.live import virtual_audio
+
     runtime = tmp_path / "pulse"
     runtime.mkdir()
-    env = dict(os.environ, PULSE_RUNTIME_PATH=str(runtime), PULSE_STATE_PATH=str(runtime))
-    subprocess.run(["pulseaudio", "-D", "-n", "--exit-idle-time=-1",
-                    "--load=module-native-protocol-unix",
-                    "--load=module-null-sink sink_name=mic_in",
-                    "--load=module-null-sink sink_name=speakers",
-                    "--load=module-remap-source master=mic_in.monitor source_name=mic"],
-                   env=env, check=True, capture_output=True, timeout=30)
-    for _ in range(50):
-        if subprocess.run(["pactl", "info"], env=env, capture_output=True,
-                          check=False).returncode == 0:
-            break
-        time.sleep(0.1)
-    yield env
-    subprocess.run(["pulseaudio", "--kill"], env=env, capture_output=True, check=False, timeout=30)
+    with virtual_audio(runtime) as env:
+        yield env
 
 
 def test_live_converts_the_microphone_to_the_speakers(pulse, tmp_path: Path):
@@ -74,10 +64,9 @@ def test_live_converts_the_microphone_to_the_speakers(pulse, tmp_path: Path):
     source = np.concatenate([pause] + [np.concatenate([s, pause]) for s in sentences])
     sf.write(tmp_path / "in.wav", source, SR)
 
-    env = pulse | {"PULSE_SOURCE": "mic", "PULSE_SINK": "speakers"}
     heard = tmp_path / "heard.wav"
     recorder = subprocess.Popen(["parecord", "--device=speakers.monitor", f"--rate={SR}",
-                                 "--channels=1", "--file-format=wav", str(heard)], env=env)
+                                 "--channels=1", "--file-format=wav", str(heard)], env=pulse)
     seconds = source.size / SR + 4.0
     status = tmp_path / "status.txt"
     with open(status, "w") as err_file:
@@ -86,11 +75,11 @@ def test_live_converts_the_microphone_to_the_speakers(pulse, tmp_path: Path):
                                  f"{seconds:.1f}", "--record-output", str(tmp_path / "out.wav"),
                                  "--record-input", str(tmp_path / "mic.wav"),
                                  "--buffer-ms", "400"],  # a busy test machine: no stalls heard
-                                env=env, stdout=subprocess.PIPE, stderr=err_file, text=True)
+                                env=pulse, stdout=subprocess.PIPE, stderr=err_file, text=True)
         deadline = time.monotonic() + 120
         while "latency" not in status.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)  # the model is loaded and the stream open
-        subprocess.run(["paplay", "--device=mic_in", str(tmp_path / "in.wav")], env=env,
+        subprocess.run(["paplay", "--device=mic_in", str(tmp_path / "in.wav")], env=pulse,
                        check=True, timeout=60)
         out, _ = live.communicate(timeout=120)
     err = status.read_text()

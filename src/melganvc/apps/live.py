@@ -21,13 +21,16 @@ PortAudio). The docs list it per stage for each preset (docs/live.md).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import queue
+import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -356,3 +359,30 @@ def status_line(stats: LiveStats) -> str:
 def print_status(stats: LiveStats) -> None:
     sys.stderr.write(status_line(stats))
     sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def virtual_audio(runtime: Path) -> Iterator[dict[str, str]]:
+    """A private PulseAudio server for running ``melganvc live`` without a sound card: sink
+    ``mic_in`` feeds source ``mic`` (play into it: the microphone), sink ``speakers`` is the
+    output (record ``speakers.monitor``). Yields the environment that reaches this server
+    (``PULSE_SOURCE``/``PULSE_SINK`` set, so PortAudio's ALSA "pulse" device uses them);
+    the server is killed on exit. ``runtime``: an empty folder for its socket and state.
+    Needs ``pulseaudio`` and ``pactl`` (pulseaudio-utils)."""
+    env = dict(os.environ, PULSE_RUNTIME_PATH=str(runtime), PULSE_STATE_PATH=str(runtime))
+    subprocess.run(["pulseaudio", "-D", "-n", "--exit-idle-time=-1",
+                    "--load=module-native-protocol-unix",
+                    "--load=module-null-sink sink_name=mic_in",
+                    "--load=module-null-sink sink_name=speakers",
+                    "--load=module-remap-source master=mic_in.monitor source_name=mic"],
+                   env=env, check=True, capture_output=True, timeout=30)
+    try:
+        for _ in range(50):  # the daemon forks before its socket accepts clients
+            if subprocess.run(["pactl", "info"], env=env, capture_output=True,
+                              check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        yield env | {"PULSE_SOURCE": "mic", "PULSE_SINK": "speakers"}
+    finally:
+        subprocess.run(["pulseaudio", "--kill"], env=env, capture_output=True, check=False,
+                       timeout=30)
