@@ -99,13 +99,12 @@ class FakeCpus:
         self.own_seconds += self.own * seconds
 
     def governor(self) -> ThreadGovernor:
-        return ThreadGovernor(2, {0, 1}, interval=2.0, busy=lambda: self.busy,
+        return ThreadGovernor(2, 2, busy=lambda: self.busy, interval=2.0,
                               own=lambda: self.own_seconds, clock=lambda: self.now,
                               set_threads=self.set.append)
 
 
-def test_thread_governor_follows_the_free_cores(monkeypatch) -> None:
-    monkeypatch.setattr(device, "usable_cpus", lambda root=device.CGROUP: 2)
+def test_thread_governor_follows_the_free_cores() -> None:
     cpus = FakeCpus()
     gov = cpus.governor()
     cpus.advance(1.0)

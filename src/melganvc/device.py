@@ -148,14 +148,14 @@ class ThreadGovernor:
     short-lived neighbour should not cost the rest of the run its threads).
     """
 
-    def __init__(self, max_threads: int, cpus: set[int], interval: float = 2.0,
-                 busy: Callable[[], float | None] | None = None,
-                 own: Callable[[], float] = time.process_time,
+    def __init__(self, max_threads: int, usable: int, busy: Callable[[], float | None],
+                 interval: float = 2.0, own: Callable[[], float] = time.process_time,
                  clock: Callable[[], float] = time.monotonic,
                  set_threads: Callable[[int], None] | None = None) -> None:
+        """``usable``: the CPUs this process may use; ``busy``: CPU seconds spent so far by
+        everything that competes for them (``for_this_process`` picks the source)."""
         self.max_threads, self.threads, self.interval = max_threads, max_threads, interval
-        self.usable = min(len(cpus), usable_cpus())
-        self._busy = busy or (lambda: busy_cpu_seconds(cpus))
+        self.usable, self._busy = usable, busy
         self._own, self._clock = own, clock
         self._set = set_threads or _set_torch_threads
         self._last = (clock(), self._busy(), own())
@@ -180,7 +180,7 @@ class ThreadGovernor:
             busy = functools.partial(busy_cpu_seconds, cpus)
         if threads < 2 or busy() is None:
             return None
-        return cls(threads, cpus, busy=busy)
+        return cls(threads, usable_cpus(), busy)
 
     def wanted(self, others: float) -> int:
         """Threads for the CPUs left when other processes use ``others`` CPUs."""
