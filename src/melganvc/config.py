@@ -145,6 +145,16 @@ class ConversionConfig:
     # a stereo file gives a stereo file: the mid is converted and re-panned band by band like
     # the source (dsp/stereo.py); false: a mono file. Other channel counts are always down-mixed.
     stereo: bool = True
+    # contrast postfilter on G's mels (dsp/postfilter.py): each band's deviation from its moving
+    # average over postfilter_ms is scaled by this factor; 1.0 is off (the reference). The
+    # default recipe (speech-hifigan) uses 1.3 (docs/results.md, "A contrast postfilter"); it
+    # delays a live stream by half the window.
+    postfilter: float = 1.0
+    postfilter_ms: float = 730.0
+
+    def postfilter_frames(self, hop_seconds: float) -> int:
+        """The postfilter's window on a grid of ``hop_seconds`` frames: odd, at least 3."""
+        return 2 * max(1, int(self.postfilter_ms / 1000.0 / hop_seconds / 2)) + 1
 
 
 @dataclass(frozen=True)
@@ -201,6 +211,10 @@ class Config:
         if c.batch_size < 1 or c.block_frames < 1 or not 0 <= c.block_overlap < c.block_frames:
             raise ConfigError("conversion: need batch_size >= 1, block_frames >= 1 and "
                               "0 <= block_overlap < block_frames")
+        if not (0 < c.postfilter <= 4 and 0 < c.postfilter_ms <= 10_000):
+            raise ConfigError(f"conversion.postfilter must be in (0, 4] (1: off) and "
+                              f"conversion.postfilter_ms in (0, 10000]; got {c.postfilter:g} "
+                              f"and {c.postfilter_ms:g}")
 
 
 @dataclass(frozen=True)
@@ -292,8 +306,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the pretrained HiFi-GAN's features, converted with it. On two VCC2016 pairs at the same
     # budget it beat `speech` + Griffin-Lim on naturalness (+0.10, +0.55), similarity and CER.
     # The features alone: the `hifigan` preset.
+    # Its conversion widens the mels' contrast (conversion.postfilter 1.3, docs/results.md, "A
+    # contrast postfilter"): naturalness +0.4 through HiFi-GAN; with Griffin-Lim (`speech`) it
+    # cost similarity for less, so it stays off there.
     "speech-hifigan": _SPEECH | {"features": dataclasses.asdict(HIFIGAN_FEATURES),
-                                 "inversion": {"method": "hifigan"}},
+                                 "inversion": {"method": "hifigan"},
+                                 "conversion": {"postfilter": 1.3}},
     "hifigan": {"features": dataclasses.asdict(HIFIGAN_FEATURES),
                 "inversion": {"method": "hifigan"}},
     # Live conversion with low latency (docs/live.md): the speech recipe on a finer grid -- a

@@ -66,5 +66,23 @@ def test_latency_table_adds_up(converter):
     table = latency_table(converter, SR, 320)
     assert table["input_block"] == table["output_buffer"] == 20.0
     assert table["end_to_end"] == pytest.approx(40.0 + table["pipeline_total"])
-    parts = ("stft_lookahead", "chunk", "chunk_step", "inversion_block", "loudness")
+    parts = ("stft_lookahead", "chunk", "chunk_step", "postfilter", "inversion_block", "loudness")
     assert max(table[k] for k in parts) < table["pipeline_total"] <= sum(table[k] for k in parts) + 1
+    assert table["postfilter"] == 0.0  # off unless the config turns it on
+    filtered = latency_table(converter.with_options(postfilter=1.3), SR, 320)
+    assert filtered["postfilter"] > 0
+    assert filtered["pipeline_total"] == pytest.approx(table["pipeline_total"]
+                                                       + filtered["postfilter"], abs=2 * 20.0)
+
+
+def test_live_latency_table_takes_conversion_settings(ckpt, capsys):
+    from melganvc.apps.cli import main
+
+    rows = {}
+    for strength in ("1", "1.3"):
+        assert main(["live", "--ckpt", str(ckpt), "--latency-table",
+                     "--set", f"conversion.postfilter={strength}"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        rows[strength] = {ln.split()[0]: float(ln.split()[1]) for ln in lines}
+    assert rows["1"]["postfilter"] == 0.0 < rows["1.3"]["postfilter"]
+    assert rows["1.3"]["pipeline_total"] > rows["1"]["pipeline_total"]

@@ -66,6 +66,20 @@ def test_latency_is_fixed_for_any_block_size(conv: Converter) -> None:
         stream.push(x[:10])
 
 
+def test_latency_with_the_postfilter(conv: Converter) -> None:
+    """The postfilter's look-ahead is part of the fixed latency; streamed still equals offline."""
+    c = conv.with_options(postfilter=1.25)
+    x = speech_like(2.5, seed=6)
+    stream = c.stream(input_gain=c.input_gain(x, 16000))
+    held = c.chunk_stream().delay
+    assert held > 0
+    assert stream.latency_samples >= conv.stream().latency_samples + held * 192 - 2 * 192
+    out, totals = run_stream(stream, x, [1, 191, 7, 2000, 333, 64])
+    assert out.size == x.size and totals[-1] > 0
+    np.testing.assert_allclose(out, c.convert(x, 16000), atol=1e-6)
+    assert np.abs(out - conv.convert(x, 16000)).max() > 1e-3  # it did something
+
+
 @pytest.mark.parametrize("rate", [44100, 8000])
 def test_streaming_at_other_rates(conv: Converter, rate: int) -> None:
     x = speech_like(2.0, sr=rate, seed=5)

@@ -61,6 +61,29 @@ def test_evaluate_with_refs_adds_parallel_oracles_and_takes_inversion_options(
     assert systems["oracle_resynth"]["mean"]["timbre_accept"] == 1.0
 
 
+def test_evaluate_set_changes_the_conversion(tmp_path: Path, capsys) -> None:
+    """--set conversion.postfilter reaches the conversion (other output) and the report's
+    config; other sections are refused in one line."""
+    for name, f0, formants in (("a", 110.0, (500, 1500, 2500)), ("b", 220.0, (800, 2000, 3200))):
+        (tmp_path / name).mkdir()
+        sf.write(tmp_path / name / "0.wav", speech_like(1.5, f0=f0, formants=formants), 16000)
+    ckpt = make_checkpoint(tmp_path / "g.pt")
+    args = ["evaluate", "--ckpt", str(ckpt), "--source", str(tmp_path / "a"), "--target",
+            str(tmp_path / "b"), "--refs", str(tmp_path / "b"), "--music", "--device", "cpu",
+            "--iters", "3"]
+    mcd = {}
+    for strength in ("1", "2"):
+        out = tmp_path / f"report{strength}"
+        assert main([*args, "--out", str(out), "--set", f"conversion.postfilter={strength}"]) == 0
+        report = json.loads((out / "report.json").read_text())
+        assert report["config"]["conversion"]["postfilter"] == float(strength)
+        mcd[strength] = report["systems"]["converted"]["mean"]["mcd"]
+    assert mcd["1"] != pytest.approx(mcd["2"], rel=1e-3)
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "r"), "--set", "train.steps=3"]) != 0
+    assert "only conversion.* settings" in capsys.readouterr().err
+
+
 def test_evaluate_speech_reports_naturalness_and_whisper_columns(tmp_path: Path, capsys) -> None:
     """The default speech judges, loaded for real: every system has a naturalness mean and
     the recogniser is Whisper; --refs adds CER against the target's own reading; the columns

@@ -158,6 +158,7 @@ def latency_table(converter: Converter, sample_rate: int, block: int) -> dict[st
         "stft_lookahead": ms(feat.n_fft // 2),
         "chunk": ms(cfg.model.chunk_frames * hop),
         "chunk_step": ms(chunk.step * hop),
+        "postfilter": ms(chunk.delay * hop),
         "inversion_block": ms((blocks + 2 * overlap) * hop),
         "loudness": ms(4 * hop),
         "pipeline_total": stream.latency_ms,

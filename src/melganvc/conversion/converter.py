@@ -75,8 +75,8 @@ class Converter:
     ``Converter(generator, config)`` takes any module mapping ``(batch, n_mels, L)`` mels to
     the same shape; ``from_checkpoint`` is the usual way in. How the model is applied is the
     config's ``conversion`` section (``ConversionConfig``: overlap, fade, batch_size,
-    match_loudness, normalize_input, block_frames, block_overlap, stereo); the keyword options of the
-    same names change it for this converter (``None``: keep), and ``inversion`` changes the
+    match_loudness, normalize_input, block_frames, block_overlap, stereo, postfilter); the
+    keyword options of the same names change it for this converter (``None``: keep), and ``inversion`` changes the
     ``inversion`` section (see ``from_checkpoint``). ``self.config`` is what is in force.
     """
 
@@ -85,12 +85,14 @@ class Converter:
                  overlap: float | str | None = None, fade: str | None = None,
                  batch_size: int | None = None, match_loudness: bool | None = None,
                  normalize_input: bool | None = None, block_frames: int | None = None,
-                 block_overlap: int | None = None, stereo: bool | None = None) -> None:
+                 block_overlap: int | None = None, stereo: bool | None = None,
+                 postfilter: float | None = None) -> None:
         cfg = with_inversion(config, inversion)
         self.config = with_conversion(
             cfg, cfg.model.chunk_frames, overlap=overlap, fade=fade, batch_size=batch_size,
             match_loudness=match_loudness, normalize_input=normalize_input,
-            block_frames=block_frames, block_overlap=block_overlap, stereo=stereo)
+            block_frames=block_frames, block_overlap=block_overlap, stereo=stereo,
+            postfilter=postfilter)
         self.device = select_device(device)
         self.generator = generator.to(self.device).eval()
         self.mel = MelSpectrogram(self.config.features).to(self.device)
@@ -190,8 +192,7 @@ class Converter:
         return self._inverters[key]
 
     def chunk_stream(self) -> ChunkStream:
-        return ChunkStream(self.generator, self.config.features.n_mels, self.chunk_frames,
-                           self.overlap, self.fade, self.batch_size, self.device)
+        return ChunkStream.from_config(self.generator, self.config, self.device)
 
     def convert_mel(self, mel: Tensor | np.ndarray) -> Tensor | np.ndarray:
         """Translate a normalised mel ``(n_mels, T)``, any ``T >= 1``; same type and shape back."""

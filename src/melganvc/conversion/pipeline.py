@@ -10,7 +10,8 @@ Stages (model rate R = ``features.sample_rate``; input rate ``sample_rate``)::
 
     resample sample_rate -> R (soxr stream, skipped when equal)
     FeatureStream   samples -> normalised mel frames (exact STFT context at block edges)
-    ChunkStream     mel -> G on L-frame chunks of a global grid, cross-faded -> final frames
+    ChunkStream     mel -> G on L-frame chunks of a global grid, cross-faded (and the
+                    contrast postfilter, dsp/postfilter.py, when on) -> final frames
     InversionStream mel -> waveform, block by block (phase carried across blocks)
     resample R -> sample_rate
     _Loudness       running RMS match on active frames + peak cap 0.99 (no clipping)
@@ -23,7 +24,8 @@ threads): the inverter's state is an ``InversionStream`` (``Inverter.stream()``)
 Latency (``latency_samples`` / ``latency_ms``): after pushes totalling ``n`` input samples,
 exactly ``max(0, n - latency_samples)`` converted samples have been returned; ``flush()``
 returns the rest, so the output always has the input's length. The latency is the worst-case
-delay of the stages above: STFT look-ahead (n_fft/2), one chunk plus one chunk hop, one
+delay of the stages above: STFT look-ahead (n_fft/2), one chunk plus one chunk hop (plus
+the postfilter's look-ahead of half its window), one
 inversion block plus two inversion overlaps, two gain frames, and the resamplers' filter
 delays. With the reference features (16 kHz, hop 192, L = 24) and the streaming defaults
 (inversion blocks of 64 frames, overlap 0.5) it is 1152 ms at 16 kHz.
@@ -62,13 +64,13 @@ MAX_PIECE_SECONDS = 10.0  # bigger pushes are processed in pieces of this size
 
 @functools.lru_cache(maxsize=64)
 def _stage_delay(half: int, hop: int, chunk: int, step: int, block: int, overlap: int,
-                 gain_frame: int) -> int:
+                 gain_frame: int, held: int = 0) -> int:
     """Worst-case delay (model-rate samples) of features -> chunks -> inversion -> gain.
 
     What each stage has released depends on the input length ``n`` only through the number of
     STFT frames ``F = (n - half) // hop + 1``, so the worst ``n`` for each ``F`` is the last
     one before frame ``F`` (``half + F * hop - 1``). Then: final frames ``M = ((F - L) // S +
-    1) * S``; inverted samples ``(B - V) * hop * ((M - 2V) // (B - V))`` once ``M >= B + V``
+    1) * S``, less the postfilter's ``held`` look-ahead frames; inverted samples ``(B - V) * hop * ((M - 2V) // (B - V))`` once ``M >= B + V``
     (``InversionStream`` inverts a block of ``B`` frames when ``B + V`` are pending and holds
     back the ``V``-frame cross-fade); released samples ``Q * (samples // Q - 1)`` (the gain
     stage; ``gain_frame=0`` leaves it out). A few periods of the combined grid cover every
@@ -76,8 +78,9 @@ def _stage_delay(half: int, hop: int, chunk: int, step: int, block: int, overlap
     """
     span = block - overlap
     period = math.lcm(step, span, max(1, gain_frame // math.gcd(gain_frame, hop or 1)))
-    frames = np.arange(1, chunk + block + 2 * overlap + 3 * period + 2, dtype=np.int64)
+    frames = np.arange(1, chunk + held + block + 2 * overlap + 3 * period + 2, dtype=np.int64)
     final = np.where(frames >= chunk, ((frames - chunk) // step + 1) * step, 0)
+    final = np.maximum(final - held, 0)
     inverted = np.where(final >= block + overlap, span * hop * ((final - 2 * overlap) // span), 0)
     released = gain_frame * np.maximum(inverted // gain_frame - 1, 0) if gain_frame else inverted
     return int(max(half, (half + frames * hop - 1 - released).max()))
@@ -205,7 +208,7 @@ class StreamingConverter:
         delay = _stage_delay(cfg.features.n_fft // 2, cfg.features.hop_length,
                              cfg.model.chunk_frames, self._chunks.step,
                              self._inverter.block_frames, self._inverter.overlap_frames,
-                             gain_frame if same_rate else 0)
+                             gain_frame if same_rate else 0, self._chunks.delay)
         if same_rate:
             return delay
         into = resampler_delay(self.sample_rate, self.model_rate)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from melganvc.config import Config, InversionConfig, to_dict
+from melganvc.config import Config, InversionConfig, apply_overrides, to_dict
 from melganvc.dsp.mel import MelSpectrogram
 from melganvc.dsp.resample import resample
 from melganvc.errors import AudioError, UserError
@@ -77,11 +77,17 @@ def resynthesize(cfg: Config, waves: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def convert_all(ckpt: Path, sources: list[Utterance], device: str,
-                inversion: InversionConfig | None = None) -> tuple[list[np.ndarray], float]:
-    """Convert every source utterance; returns the outputs and the real-time factor."""
+                inversion: InversionConfig | None = None, conversion: Sequence[str] = ()
+                ) -> tuple[list[np.ndarray], float]:
+    """Convert every source utterance; returns the outputs and the real-time factor.
+    ``conversion``: ``conversion.FIELD=VALUE`` overrides of the checkpoint's settings."""
     from melganvc.conversion.converter import Converter
 
     converter = Converter.from_checkpoint(ckpt, device=device, inversion=inversion)
+    if conversion:
+        converter = Converter(converter.generator, apply_overrides(converter.config,
+                                                                   list(conversion)),
+                              device=converter.device)
     started, seconds, out = time.perf_counter(), 0.0, []
     for utt in tqdm(sources, desc="convert", unit="file"):
         out.append(converter.convert(utt.wave, SAMPLE_RATE))
@@ -164,12 +170,14 @@ def check_same_features(cfg: Config, ckpts: Sequence[Path]) -> None:
 
 
 def converted_systems(ckpts: Sequence[Path], cfg: Config, sources: list[Utterance],
-                      device: str) -> tuple[dict[str, list[np.ndarray]], dict[str, float]]:
+                      device: str, conversion: Sequence[str] = ()
+                      ) -> tuple[dict[str, list[np.ndarray]], dict[str, float]]:
     """Each checkpoint's conversions of the sources and its real-time factor, by system name."""
     check_same_features(cfg, ckpts)
     outputs, rtfs = {}, {}
     for label, ckpt in zip(checkpoint_labels(ckpts), ckpts):
-        outputs[label], rtfs[label] = convert_all(ckpt, sources, device, cfg.inversion)
+        outputs[label], rtfs[label] = convert_all(ckpt, sources, device, cfg.inversion,
+                                                  conversion)
     return outputs, rtfs
 
 
@@ -187,7 +195,7 @@ def run_evaluation(cfg: Config, *, ckpts: Sequence[Path] = (), source: Path, tar
                    out: Path, refs: Path | None = None, converted: Path | None = None,
                    limit: int | None = None, device: str = "auto", examples: int = 3,
                    speech: bool = True, asr: str = "whisper", naturalness: bool = True,
-                   judges: SpeechJudges | None = None) -> dict:
+                   judges: SpeechJudges | None = None, conversion: Sequence[str] = ()) -> dict:
     """Convert (or read) the source utterances, score all systems, write report.json/.html.
 
     ``ckpts``: the checkpoints to convert with (one system each, see the module docstring);
@@ -195,7 +203,8 @@ def run_evaluation(cfg: Config, *, ckpts: Sequence[Path] = (), source: Path, tar
     ``speech=False`` (music, other audio) skips every speech judge (speaker encoder, ASR,
     naturalness) and adds the melody measure; timbre, spectral distances, seams and F0 remain. ``asr`` picks the recogniser
     (``whisper``, ``whisper-base``, ``pocketsphinx``); ``naturalness=False`` skips DistillMOS.
-    ``judges`` passes models already loaded (they are then used as given)."""
+    ``judges`` passes models already loaded (they are then used as given). ``conversion``:
+    ``conversion.FIELD=VALUE`` overrides for every checkpoint (e.g. its postfilter)."""
     from melganvc.evaluation.report_html import write_report
     from melganvc.evaluation.results import EvalItem, ReportExample, sha256_file
     from melganvc.evaluation.scoring import evaluate_systems
@@ -215,7 +224,7 @@ def run_evaluation(cfg: Config, *, ckpts: Sequence[Path] = (), source: Path, tar
     if converted is not None:
         outputs = {"converted": given_conversions(converted, names)}
     else:
-        outputs, rtfs = converted_systems(ckpts, cfg, sources, device)
+        outputs, rtfs = converted_systems(ckpts, cfg, sources, device, conversion)
     references = paired(refs, names)
     identity = resynthesize(cfg, [u.wave for u in sources])
     systems = {

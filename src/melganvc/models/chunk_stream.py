@@ -8,7 +8,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from melganvc.config import ConfigError, ConversionConfig
+from melganvc.config import Config, ConfigError, ConversionConfig
+from melganvc.dsp.postfilter import Postfilter
 
 DEFAULT_OVERLAP = ConversionConfig.overlap  # why half a chunk: see ConversionConfig
 
@@ -73,12 +74,13 @@ class ChunkStream:
     by one more chunk aligned to the last frame, which fills in whatever weight the earlier
     chunks left (the reference takes its last ``T mod L`` frames); inputs shorter than one
     chunk are padded with silence (-1) and cropped back. Frames are returned as soon as no
-    later chunk can touch them.
+    later chunk can touch them and, with a ``postfilter``, its look-ahead (``delay`` frames)
+    has arrived.
     """
 
     def __init__(self, generator: nn.Module, n_mels: int, chunk_frames: int, overlap: int = 0,
                  fade: str = "cosine", batch_size: int = 64,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", postfilter: Postfilter | None = None) -> None:
         self.generator = generator
         self.n_mels, self.chunk_frames, self.overlap = n_mels, chunk_frames, int(overlap)
         self.step = chunk_frames - self.overlap
@@ -94,6 +96,24 @@ class ChunkStream:
         self._mel_start = 0
         self._acc = torch.zeros(n_mels, 0, device=self.device)  # weighted sum from ``final``
         self._wsum = torch.zeros(0, device=self.device)
+        self.postfilter = postfilter or Postfilter()
+        self._post = self.postfilter.stream(n_mels, self.device)
+
+    @classmethod
+    def from_config(cls, generator: nn.Module, cfg: Config,
+                    device: torch.device | str = "cpu") -> ChunkStream:
+        """The stream ``cfg.conversion`` describes: what ``convert`` runs, and what training
+        logs as its samples, so the two cannot drift apart."""
+        conv, feat, chunk = cfg.conversion, cfg.features, cfg.model.chunk_frames
+        post = Postfilter(conv.postfilter,
+                          conv.postfilter_frames(feat.hop_length / feat.sample_rate))
+        return cls(generator, feat.n_mels, chunk, resolve_overlap(conv.overlap, chunk), conv.fade,
+                   conv.batch_size, device, post)
+
+    @property
+    def delay(self) -> int:
+        """Frames the postfilter holds back beyond the chunks' own schedule."""
+        return self.postfilter.delay
 
     def push(self, mel: Tensor) -> Tensor:
         mel = mel.to(self.device, torch.float32)
@@ -105,7 +125,7 @@ class ChunkStream:
             starts.append(self._next_chunk * S)
             self._next_chunk += 1
         if not starts:
-            return self._take(0)
+            return self._post.push(self._take(0))
         outs = self.translate(torch.stack(
             [self._mel[:, s - self._mel_start:s - self._mel_start + L] for s in starts]))
         self._grow(starts[-1] + L)
@@ -117,7 +137,7 @@ class ChunkStream:
         keep = min(self._next_chunk * S, max(0, self.frames - L))  # the end chunk needs L frames
         self._mel = self._mel[:, keep - self._mel_start:]
         self._mel_start = keep
-        return self._take(starts[-1] + S)
+        return self._post.push(self._take(starts[-1] + S))
 
     def run(self, mel: Tensor) -> Tensor:
         """A whole ``(n_mels, T)`` mel through this (fresh) stream: what conversion does to a
@@ -127,7 +147,7 @@ class ChunkStream:
     def flush(self) -> Tensor:
         total, L = self.frames, self.chunk_frames
         if total == 0:
-            return self._take(0)
+            return self._post.flush()
         if total < L:
             padded = torch.nn.functional.pad(self._mel, (0, L - total), value=-1.0)
             last, start = self.translate(padded[None])[0], 0
@@ -139,7 +159,7 @@ class ChunkStream:
         a = self.final - start
         fill = (1.0 - self._wsum).clamp_(min=0.0)
         self._acc.addcmul_(last[:, a:a + self._acc.shape[-1]], fill)
-        return self._take(total)
+        return torch.cat([self._post.push(self._take(total)), self._post.flush()], dim=-1)
 
     @torch.no_grad()
     def translate(self, chunks: Tensor) -> Tensor:

@@ -25,7 +25,7 @@ from melganvc.device import ThreadGovernor, select_device, tune_for_training
 from melganvc.errors import UserError
 from melganvc.io.checkpoint import field_differences
 from melganvc.io.run_dir import RunDir
-from melganvc.models.chunk_stream import ChunkStream, resolve_overlap
+from melganvc.models.chunk_stream import ChunkStream
 from melganvc.training import distributed as dist_utils
 from melganvc.training.data import (
     MelCorpus,
@@ -220,14 +220,11 @@ def log_samples(state: TrainState, writer, examples: list[torch.Tensor],
     generator = state.inference_generator()
     was_training = generator.training
     generator.eval()
-    rate, chunk_frames = state.cfg.features.sample_rate, state.cfg.model.chunk_frames
-    conversion = state.cfg.conversion  # as `convert` applies the model: samples sound like it
-    overlap = resolve_overlap(conversion.overlap, chunk_frames)
+    rate = state.cfg.features.sample_rate
     waves = []
     for i, mel in enumerate(examples):
-        chunks = ChunkStream(generator, mel.shape[0], chunk_frames, overlap, conversion.fade,
-                             conversion.batch_size, state.device)
-        fake = chunks.run(mel.to(state.device))
+        # as `convert` applies the model (overlap, postfilter): samples sound like it
+        fake = ChunkStream.from_config(generator, state.cfg, state.device).run(mel.to(state.device))
         writer.add_image(f"mel/{i}_source", mel_image(mel), state.step)
         writer.add_image(f"mel/{i}_converted", mel_image(fake), state.step)
         with torch.no_grad():

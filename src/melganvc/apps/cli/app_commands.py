@@ -12,7 +12,7 @@ from melganvc.apps.cli.options import (
     add_inversion_args,
     with_inversion_args,
 )
-from melganvc.config import preset_config
+from melganvc.config import apply_overrides, preset_config
 from melganvc.errors import UserError
 
 # --- evaluate / demo ------------------------------------------------------------------------
@@ -37,6 +37,10 @@ def _setup_evaluate(p: argparse.ArgumentParser) -> None:
                         "(the whisper-base extra), pocketsphinx (light; overstates content loss)")
     p.add_argument("--no-naturalness", dest="naturalness", action="store_false",
                    help="skip the DistillMOS naturalness judge")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="conversion.FIELD=VALUE",
+                   help="convert with a conversion.* setting changed, e.g. "
+                        "conversion.postfilter=1 (repeatable)")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -49,11 +53,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise UserError("--converted scores one set of files: give at most one --ckpt with it")
     cfg = (checkpoint_config(load_checkpoint(args.ckpt[0])) if args.ckpt
            else preset_config("speech16k"))
-    cfg = with_inversion_args(cfg, args)
+    bad = [s for s in args.overrides if not s.strip().startswith("conversion.")]
+    if bad:
+        raise UserError(f"--set {bad[0]}: evaluate changes only conversion.* settings "
+                        "(the inversion: --inversion/--iters)")
+    cfg = apply_overrides(with_inversion_args(cfg, args), args.overrides)  # as recorded
     results = run_evaluation(cfg, ckpts=args.ckpt, source=args.source, target=args.target,
                              out=args.out, refs=args.refs, converted=args.converted,
                              limit=args.limit, device=args.device, speech=not args.music,
-                             asr=args.asr, naturalness=args.naturalness)
+                             asr=args.asr, naturalness=args.naturalness,
+                             conversion=args.overrides)
     print("\n".join(summary_lines(results)))
     print(f"report: {args.out / 'report.html'}")
     return 0

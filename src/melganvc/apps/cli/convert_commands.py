@@ -140,6 +140,10 @@ def _setup_live(p: argparse.ArgumentParser) -> None:
                    help="print the latency of each stage and exit")
     p.add_argument("--ckpt", type=Path, help="run folder, checkpoint or bundled model name")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.FIELD=VALUE",
+                   help="override an inversion.* or conversion.* setting, e.g. "
+                        "conversion.postfilter=1 (no postfilter look-ahead: lower latency)")
 
 
 def _device_arg(value: str | None) -> int | str | None:
@@ -164,7 +168,8 @@ def _live(args: argparse.Namespace) -> int:
             raise UserError(f"{path}: recordings are .wav or .flac")
     if args.threads is None:  # small blocks gain nothing from a thread team, and the audio
         set_cpu_threads(1)    # callback needs a core (measured: docs/live.md)
-    converter = Converter.from_checkpoint(args.ckpt, device=args.device)
+    converter = Converter.from_checkpoint(args.ckpt, device=args.device,
+                                          inversion=args.overrides or None)
     rate = args.rate or converter.sample_rate
     block = max(1, round(args.block_ms * rate / 1000))
     if args.latency_table:
