@@ -6,7 +6,8 @@ setting (docs/results.md, "A contrast postfilter").
 
     python recipes/postfilter_sweep.py --ckpt runs/v25/default-SF1-TM1 \\
         --source ../shared/data/vcc2016_full/SF1/eval --target ../shared/data/vcc2016_full/TM1 \\
-        --limit 20 --strengths 1,1.25,1.3,1.35 --windows-ms 730
+        --limit 20 --strengths 1,1.25,1.3,1.35 --windows-ms 730 \
+        --sets converted,source_resynth,target_resynth
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--strengths", type=floats, default=[1.0, 1.3])
     p.add_argument("--windows-ms", type=floats, default=[730.0])
-    p.add_argument("--resynth", action="store_true", help="also the source and target resynthesised")
+    p.add_argument("--sets", default="converted",
+                   help="comma-separated: converted, source_resynth, target_resynth")
     args = p.parse_args()
 
     conv = Converter.from_checkpoint(args.ckpt, device="cpu", postfilter=1.0)  # G's own mels
@@ -55,12 +57,12 @@ def main() -> None:
             return conv.mel(torch.from_numpy(x * conv.input_gain(x, rate)))
 
     sources = [mel_of(f) for f in find_audio(args.source)[0][:args.limit]]
-    sets = {"converted": [conv.convert_mel(m) for m in sources]}
-    if args.resynth:
-        sets["source_resynth"] = sources
-        sets["target_resynth"] = [mel_of(f) for f in
-                                  find_audio(args.target / "eval")[0][:args.limit]]
-    for name, mels in sets.items():
+    sets = {"converted": lambda: [conv.convert_mel(m) for m in sources],
+            "source_resynth": lambda: sources,
+            "target_resynth": lambda: [mel_of(f) for f in
+                                       find_audio(args.target / "eval")[0][:args.limit]]}
+    for name in args.sets.split(","):
+        mels = sets[name]()
         for window in args.windows_ms:
             for strength in args.strengths:
                 frames = ConversionConfig(postfilter_ms=window).postfilter_frames(hop)

@@ -76,8 +76,9 @@ class Converter:
     the same shape; ``from_checkpoint`` is the usual way in. How the model is applied is the
     config's ``conversion`` section (``ConversionConfig``: overlap, fade, batch_size,
     match_loudness, normalize_input, block_frames, block_overlap, stereo, postfilter); the
-    keyword options of the same names change it for this converter (``None``: keep), and ``inversion`` changes the
-    ``inversion`` section (see ``from_checkpoint``). ``self.config`` is what is in force.
+    keyword options of the same names change it for this converter (``None``: keep), and
+    ``inversion`` changes the ``inversion`` section (see ``from_checkpoint``). ``self.config``
+    is what is in force.
     """
 
     def __init__(self, generator: nn.Module, config: Config, *,

@@ -25,10 +25,10 @@ Latency (``latency_samples`` / ``latency_ms``): after pushes totalling ``n`` inp
 exactly ``max(0, n - latency_samples)`` converted samples have been returned; ``flush()``
 returns the rest, so the output always has the input's length. The latency is the worst-case
 delay of the stages above: STFT look-ahead (n_fft/2), one chunk plus one chunk hop (plus
-the postfilter's look-ahead of half its window), one
-inversion block plus two inversion overlaps, two gain frames, and the resamplers' filter
-delays. With the reference features (16 kHz, hop 192, L = 24) and the streaming defaults
-(inversion blocks of 64 frames, overlap 0.5) it is 1152 ms at 16 kHz.
+the postfilter's look-ahead of half its window, when on), one inversion block plus two
+inversion overlaps, two gain frames, and the resamplers' filter delays. With the reference
+features (16 kHz, hop 192, L = 24) and the streaming defaults (inversion blocks of 64 frames,
+overlap 0.5) it is 1152 ms at 16 kHz.
 """
 
 from __future__ import annotations
@@ -70,11 +70,11 @@ def _stage_delay(half: int, hop: int, chunk: int, step: int, block: int, overlap
     What each stage has released depends on the input length ``n`` only through the number of
     STFT frames ``F = (n - half) // hop + 1``, so the worst ``n`` for each ``F`` is the last
     one before frame ``F`` (``half + F * hop - 1``). Then: final frames ``M = ((F - L) // S +
-    1) * S``, less the postfilter's ``held`` look-ahead frames; inverted samples ``(B - V) * hop * ((M - 2V) // (B - V))`` once ``M >= B + V``
-    (``InversionStream`` inverts a block of ``B`` frames when ``B + V`` are pending and holds
-    back the ``V``-frame cross-fade); released samples ``Q * (samples // Q - 1)`` (the gain
-    stage; ``gain_frame=0`` leaves it out). A few periods of the combined grid cover every
-    alignment.
+    1) * S``, less the postfilter's ``held`` look-ahead frames; inverted samples ``(B - V) *
+    hop * ((M - 2V) // (B - V))`` once ``M >= B + V`` (``InversionStream`` inverts a block
+    of ``B`` frames when ``B + V`` are pending and holds back the ``V``-frame cross-fade);
+    released samples ``Q * (samples // Q - 1)`` (the gain stage; ``gain_frame=0`` leaves it
+    out). A few periods of the combined grid cover every alignment.
     """
     span = block - overlap
     period = math.lcm(step, span, max(1, gain_frame // math.gcd(gain_frame, hop or 1)))
