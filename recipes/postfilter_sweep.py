@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from melganvc import Converter
@@ -40,6 +41,8 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--strengths", type=floats, default=[1.0, 1.3])
     p.add_argument("--windows-ms", type=floats, default=[730.0])
+    p.add_argument("--save", type=Path, help="also write each setting's audio under this folder "
+                                             "(for a second judge: recipes/dnsmos_score.py)")
     p.add_argument("--sets", default="converted",
                    help="comma-separated: converted, source_resynth, target_resynth")
     args = p.parse_args()
@@ -68,9 +71,13 @@ def main() -> None:
                 frames = ConversionConfig(postfilter_ms=window).postfilter_frames(hop)
                 pf = Postfilter(strength, frames)
                 nat, sim = [], []
-                for mel in mels:
+                folder = args.save / f"{name}_{strength:g}_{window:g}ms" if args.save else None
+                for i, mel in enumerate(mels):
                     with torch.no_grad():
                         wave = inverter(pf.apply(mel)).numpy()
+                    if folder is not None:
+                        folder.mkdir(parents=True, exist_ok=True)
+                        sf.write(folder / f"{i:03d}.wav", np.clip(wave, -1, 1), rate)
                     nat.append(judge.score(wave, rate))
                     sim.append(cosine(encoder.embed(wave, rate), centroid))
                 print(json.dumps({"system": name, "strength": strength, "window_ms": window,

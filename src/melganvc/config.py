@@ -146,9 +146,10 @@ class ConversionConfig:
     # the source (dsp/stereo.py); false: a mono file. Other channel counts are always down-mixed.
     stereo: bool = True
     # contrast postfilter on G's mels (dsp/postfilter.py): each band's deviation from its moving
-    # average over postfilter_ms is scaled by this factor; 1.0 is off (the reference). The
-    # default recipe (speech-hifigan) uses 1.3 (docs/results.md, "A contrast postfilter"); it
-    # delays a live stream by half the window.
+    # average over postfilter_ms is scaled by this factor; 1.0 is off (every preset). 1.3 lifts
+    # DistillMOS by ~0.3 on speech-hifigan models, but the judge gives real speech nearly as
+    # much, a second judge and MCD do not agree (docs/results.md, "A contrast postfilter").
+    # A stream waits half the window.
     postfilter: float = 1.0
     postfilter_ms: float = 730.0
 
@@ -306,12 +307,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the pretrained HiFi-GAN's features, converted with it. On two VCC2016 pairs at the same
     # budget it beat `speech` + Griffin-Lim on naturalness (+0.10, +0.55), similarity and CER.
     # The features alone: the `hifigan` preset.
-    # Its conversion widens the mels' contrast (conversion.postfilter 1.3, docs/results.md, "A
-    # contrast postfilter"): naturalness +0.4 through HiFi-GAN; with Griffin-Lim (`speech`) it
-    # cost similarity for less, so it stays off there.
     "speech-hifigan": _SPEECH | {"features": dataclasses.asdict(HIFIGAN_FEATURES),
-                                 "inversion": {"method": "hifigan"},
-                                 "conversion": {"postfilter": 1.3}},
+                                 "inversion": {"method": "hifigan"}},
     "hifigan": {"features": dataclasses.asdict(HIFIGAN_FEATURES),
                 "inversion": {"method": "hifigan"}},
     # Live conversion with low latency (docs/live.md): the speech recipe on a finer grid -- a

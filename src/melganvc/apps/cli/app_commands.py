@@ -40,7 +40,7 @@ def _setup_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="conversion.FIELD=VALUE",
                    help="convert with a conversion.* setting changed, e.g. "
-                        "conversion.postfilter=1 (repeatable)")
+                        "conversion.postfilter=1.3 (repeatable)")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
