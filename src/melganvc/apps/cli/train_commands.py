@@ -120,6 +120,8 @@ def _train(args: argparse.Namespace) -> int:
         ranks = f" on {world} processes" if world > 1 else ""
         print(f"trained to step {state.step}{ranks}; checkpoint: {args.out / CHECKPOINT_NAME}")
     dist_utils.shutdown()
+    if world > 1:
+        dist_utils.exit_worker(0)
     return 0
 
 
