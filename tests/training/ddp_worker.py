@@ -40,3 +40,4 @@ torch.save({"generator": state.generator.state_dict(), "critic": state.critic.st
             "siamese": state.siamese.state_dict(), "step": state.step,
             "first_a": first_batch[0]}, dump / f"rank{rank}.pt")
 dist_utils.shutdown()
+dist_utils.exit_worker(0)  # as the CLI ends a torchrun worker
